@@ -95,6 +95,57 @@ func TestForwardGolden(t *testing.T) {
 	}
 }
 
+// TestForwardRegion checks that ForwardRegion's mattes equal Forward's bit
+// for bit inside the region, at even and odd sizes cutting rows, columns
+// or both, and are zero outside it.
+func TestForwardRegion(t *testing.T) {
+	d, err := New(loadStore(t), Tiny())
+	if err != nil {
+		t.Fatal(err)
+	}
+	feat := dense(t, testutil.Golden("tiny", "dog_240", "image_embeddings.npy"))
+	input := dense(t, testutil.Golden("tiny", "dog_240", "input.npy"))
+	mask := dense(t, testutil.Golden("tiny", "dog_240", "box", "guide_mask.npy"))
+	full, err := d.Forward(context.Background(), feat, input, mask)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := full.OS1.Shape()
+	h, w := s[2], s[3]
+	for _, r := range [][2]int{{h * 3 / 4, 0}, {0, w/2 + 1}, {h/3 + 1, w/2 - 1}, {1, 1}, {h, w}, {h + 5, 0}} {
+		got, err := d.ForwardRegion(context.Background(), feat, input, mask, r[0], r[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, cols := h, w
+		if r[0] > 0 {
+			rows = min(h, r[0])
+		}
+		if r[1] > 0 {
+			cols = min(w, r[1])
+		}
+		for _, o := range []struct {
+			name      string
+			got, want *tensor.Dense
+		}{{"os1", got.OS1, full.OS1}, {"os4", got.OS4, full.OS4}, {"os8", got.OS8, full.OS8}} {
+			g, f := o.got.Data().([]float32), o.want.Data().([]float32)
+			for i := range g {
+				y, x := i/w, i%w
+				want := f[i]
+				if y >= rows || x >= cols {
+					want = 0
+				}
+				if g[i] != want {
+					t.Fatalf("region %v: %s (%d, %d) = %g, want %g", r, o.name, y, x, g[i], want)
+				}
+			}
+		}
+	}
+	if _, err := d.ForwardRegion(context.Background(), feat, input, mask, -1, 0); err == nil {
+		t.Error("negative region: no error")
+	}
+}
+
 // TestForwardOutputsKept checks that the mattes of one Forward are not
 // touched by the next one (outputs are fresh tensors, not copies).
 func TestForwardOutputsKept(t *testing.T) {

@@ -63,8 +63,16 @@ func BenchmarkEncoderViTB(b *testing.B) {
 }
 
 // BenchmarkDecoderViTB times one prompt through the prompt encoder and
-// mask decoder, postprocessing to the original size included.
-func BenchmarkDecoderViTB(b *testing.B) {
+// mask decoder, with the postprocessing to the original size of the best
+// mask (the one the matting pipeline uses); DecoderAllMasksViTB
+// postprocesses all three, as the reference does.
+func BenchmarkDecoderViTB(b *testing.B) { benchDecoder(b, false) }
+
+// BenchmarkDecoderAllMasksViTB is DecoderViTB postprocessing all three
+// masks.
+func BenchmarkDecoderAllMasksViTB(b *testing.B) { benchDecoder(b, true) }
+
+func benchDecoder(b *testing.B, all bool) {
 	m := vitb(b)
 	s, err := m.NewSession(context.Background(), benchImage())
 	if err != nil {
@@ -74,8 +82,14 @@ func BenchmarkDecoderViTB(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, err := s.Predictor().Predict(context.Background(), in); err != nil {
+		pr, err := s.Predictor().Predict(context.Background(), in)
+		if err != nil {
 			b.Fatal(err)
+		}
+		if all {
+			pr.Masks()
+		} else {
+			pr.Mask(pr.Best())
 		}
 	}
 }

@@ -209,7 +209,9 @@ func (s *Session) Matte(ctx context.Context, p Prompt, opts ...MatteOption) (*Re
 	dump("image_embeddings", s.pred.Embeddings())
 	dump("low_res_masks", pr.LowRes)
 	dump("iou_predictions", nn.NewDense(pr.IoU, 1, len(pr.IoU)))
-	dump("masks", pr.Masks)
+	if mc.dump != nil {
+		dump("masks", pr.Masks()) // computes the masks not used below
+	}
 
 	// guide = best low-res logits > 0 (1, 1, 4E, 4E)
 	guide := pr.LowResMask(best)
@@ -233,7 +235,14 @@ func (s *Session) Matte(ctx context.Context, p Prompt, opts ...MatteOption) (*Re
 	dump("post_mask", nn.NewDense(postF, 1, 1, h, w))
 	res := &Result{Width: w, Height: h, Mask: post, IoU: pr.IoU[best], Mode: mc.mode}
 
-	out, err := s.m.M2M.Forward(ctx, s.pred.Embeddings(), s.pred.Input(), guide)
+	// Refinement reads the mattes only on the image's region of the padded
+	// input: M2M computes just that (the same values), unless the whole
+	// mattes are dumped.
+	rows, cols := newh, neww
+	if mc.dump != nil {
+		rows, cols = 0, 0
+	}
+	out, err := s.m.M2M.ForwardRegion(ctx, s.pred.Embeddings(), s.pred.Input(), guide, rows, cols)
 	if err != nil {
 		return nil, fmt.Errorf("mam: %w", err)
 	}

@@ -209,3 +209,42 @@ func TestMatteEmptyMask(t *testing.T) {
 		}
 	}
 }
+
+// TestMatteRegionEqualsDump checks that a Matte that computes M2M only on
+// the image's region (the default) gives bit for bit the alpha of one that
+// computes and dumps the whole mattes, in every mode, on images whose
+// padded input cuts rows (landscape) and columns (portrait).
+func TestMatteRegionEqualsDump(t *testing.T) {
+	m := tinyModel(t)
+	src := testutil.Image(t, testutil.Golden("tiny", "dog_240", "image.png"))
+	b := src.Bounds()
+	portrait := image.NewRGBA(image.Rect(0, 0, b.Dy(), b.Dx()))
+	for y := 0; y < b.Dx(); y++ {
+		for x := 0; x < b.Dy(); x++ {
+			portrait.Set(x, y, src.At(b.Min.X+y, b.Min.Y+x))
+		}
+	}
+	for _, img := range []image.Image{src, portrait} {
+		sess, err := m.NewSession(context.Background(), img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, h := img.Bounds().Dx(), img.Bounds().Dy()
+		p := Prompt{Box: &Box{X0: float64(w) / 5, Y0: float64(h) / 5, X1: float64(w) * 4 / 5, Y1: float64(h) * 4 / 5}}
+		for _, mode := range []Mode{PostProcess, MaskGuide, Plain} {
+			region, err := sess.Matte(context.Background(), p, WithMode(mode))
+			if err != nil {
+				t.Fatal(err)
+			}
+			whole, err := sess.Matte(context.Background(), p, WithMode(mode), WithDump(func(string, *tensor.Dense) {}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, v := range whole.Alpha {
+				if region.Alpha[i] != v {
+					t.Fatalf("%dx%d %s: alpha %d = %g, %g with whole mattes", w, h, mode, i, region.Alpha[i], v)
+				}
+			}
+		}
+	}
+}

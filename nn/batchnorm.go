@@ -119,12 +119,31 @@ func (g *Graph) Tanh(x *G.Node) *G.Node {
 // TanhUnit maps x to (tanh(x) + 1) / 2 elementwise, in [0, 1]: M2M's alpha
 // activation.
 func (g *Graph) TanhUnit(x *G.Node) *G.Node {
-	return g.unary("TanhUnit", x, func(dst, src []float32) {
-		for i, v := range src {
-			t := float32(math.Tanh(float64(v)))
-			dst[i] = (t + 1) / 2
-		}
-	})
+	return g.TanhUnitRegion(x, Region{})
+}
+
+// TanhUnitRegion is TanhUnit on the region r of each plane of an NCHW x,
+// zero elsewhere.
+func (g *Graph) TanhUnitRegion(x *G.Node, r Region) *G.Node {
+	if !g.ok(x) {
+		return nil
+	}
+	xs := shapeOf(x)
+	if len(xs) != 4 {
+		return g.fail("tanh unit: input %v is not NCHW", xs)
+	}
+	planes, h, w := xs[0]*xs[1], xs[2], xs[3]
+	rows, cols := r.limits(h, w)
+	return g.Apply("TanhUnit", xs, func(o *tensor.Dense, v []*tensor.Dense) error {
+		src, dst := F32(v[0]), F32(o)
+		ParallelFor(planes*rows, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				off := (i/rows*h + i%rows) * w
+				tanhUnitRow(dst[off:off+cols], src[off:off+cols])
+			}
+		})
+		return nil
+	}, x)
 }
 
 // AddLeakyReLU is LeakyReLU(a + b) for tensors of the same shape: the

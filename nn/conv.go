@@ -107,6 +107,9 @@ type convOp struct {
 	// all; neighbouring rows may be written too).
 	rowOff, pstride int
 	oLo, oHi        int
+	// Only output columns [0, oWi) are needed (0: all; neighbouring
+	// columns may be written too).
+	oWi int
 }
 
 // withRows returns a copy of c for an input of h rows and an output of oh
@@ -199,6 +202,15 @@ func (c *convOp) gridRows(per, rows int) (lo, hi int) {
 	return min(c.oLo/per, rows), min((c.oHi+per-1)/per, rows)
 }
 
+// gridCols returns how many grid columns cover output columns [0, oWi)
+// when a grid column makes columns gx*per .. gx*per+per-1.
+func (c *convOp) gridCols(per, cols int) int {
+	if c.oWi <= 0 {
+		return cols
+	}
+	return min((c.oWi+per-1)/per, cols)
+}
+
 // pickKernel returns the micro-kernel that wastes the least work on m
 // output rows (ties go to the faster, earlier kernel).
 func pickKernel(m int) *gemmKernel {
@@ -274,8 +286,9 @@ func (c *convOp) run() {
 		return
 	}
 	nr := c.kern.nr
-	perRow := (c.gw + convBlockPanels*nr - 1) / (convBlockPanels * nr)
-	nb := ((c.gw+perRow-1)/perRow + nr - 1) / nr * nr // balanced, whole panels
+	gw := c.gridCols(c.step, c.gw)
+	perRow := (gw + convBlockPanels*nr - 1) / (convBlockPanels * nr)
+	nb := ((gw+perRow-1)/perRow + nr - 1) / nr * nr // balanced, whole panels
 	g0, g1 := c.gridRows(c.step, c.gh)
 	rows := g1 - g0
 	units := c.n * rows * perRow
@@ -293,7 +306,7 @@ func (c *convOp) run() {
 			}
 			row, blk := u/perRow, u%perRow
 			gx0 := blk * nb
-			c.unit(s, row/rows, g0+row%rows, gx0, min(nb, c.gw-gx0), nb)
+			c.unit(s, row/rows, g0+row%rows, gx0, min(nb, gw-gx0), nb)
 		}
 	}
 	onWorkers(units, work)
@@ -708,13 +721,14 @@ func ConvTranspose2dInto(dst, x []float32, n, cin, h, w int, weight []float32, c
 
 // convHeadSum computes out (n, 1, h, w) = bias + sum over the taps (i, j)
 // of a kh x kw kernel (padding pad) of tapOut[t] shifted: out(y, x) +=
-// tapOut[t](y+i-pad, x+j-pad), zero outside.
-func convHeadSum(out, tapOut []float32, n, h, w, kh, kw, pad int, bias float32) {
+// tapOut[t](y+i-pad, x+j-pad), zero outside; only rows [0, rows) and
+// columns [0, cols) of each image are computed.
+func convHeadSum(out, tapOut []float32, n, h, w, kh, kw, pad int, bias float32, rows, cols int) {
 	taps := kh * kw
-	ParallelFor(n*h, func(lo, hi int) {
+	ParallelFor(n*rows, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
-			img, y := r/h, r%h
-			o := out[r*w : (r+1)*w]
+			img, y := r/rows, r%rows
+			o := out[(img*h+y)*w : (img*h+y)*w+cols]
 			for x := range o {
 				o[x] = 0
 			}
@@ -727,7 +741,7 @@ func convHeadSum(out, tapOut []float32, n, h, w, kh, kw, pad int, bias float32) 
 					t := i*kw + j
 					src := tapOut[((img*taps+t)*h+iy)*w : ((img*taps+t)*h+iy+1)*w]
 					dx := j - pad
-					lo, hi := max(0, -dx), min(w, w-dx)
+					lo, hi := max(0, -dx), min(cols, w-dx)
 					if hi <= lo {
 						continue
 					}
@@ -758,6 +772,41 @@ type ConvOptions struct {
 	// ResNet block that upsamples.
 	Residual      *G.Node
 	ResidualScale int
+	// Region, when set, limits the outputs computed to its top-left
+	// corner (see Region).
+	Region Region
+}
+
+// Region is the top-left corner of an op's output that is needed: rows [0,
+// Rows) and columns [0, Cols); a zero (or larger) side means all of it.
+// An op given a region computes every value inside it exactly as it would
+// without one, and may leave the values outside it zero or unfinished, so
+// a region must cover every output that a later op reads. It lets a graph
+// skip the padding around an image that no final output depends on.
+type Region struct{ Rows, Cols int }
+
+// limits returns the region's sides clipped to an h x w output.
+func (r Region) limits(h, w int) (rows, cols int) {
+	rows, cols = h, w
+	if r.Rows > 0 {
+		rows = min(rows, r.Rows)
+	}
+	if r.Cols > 0 {
+		cols = min(cols, r.Cols)
+	}
+	return rows, cols
+}
+
+// Grow returns r widened by dr rows and dc columns (a side of 0, all,
+// stays 0).
+func (r Region) Grow(dr, dc int) Region {
+	if r.Rows > 0 {
+		r.Rows += dr
+	}
+	if r.Cols > 0 {
+		r.Cols += dc
+	}
+	return r
 }
 
 // convInputs checks that xs share batch and spatial size and returns their
@@ -868,6 +917,13 @@ func (g *Graph) convBuild(name string, transposed bool, xs []*G.Node, w, b *G.No
 			c.epi.res, c.epi.rh, c.epi.rw, c.epi.rscale = F32(v[ri]), rh, rw, rscale
 		}
 		c.epi.leaky, c.epi.slope = o.LeakyReLU, o.Slope
+		rows, cols := o.Region.limits(oh, ow)
+		if rows < oh {
+			c.oLo, c.oHi = 0, rows
+		}
+		if cols < ow {
+			c.oWi = cols
+		}
 		c.run()
 		return nil
 	}, ins...)
@@ -919,7 +975,9 @@ func (g *Graph) ConvTranspose2dLeakyReLU(x, w, b *G.Node, stride, pad int, slope
 // C-channel activation is never stored: each block of it is reduced in
 // cache to its K*K per-tap products with w2 (a small GEMM), and the
 // shifted tap planes are summed.
-func (g *Graph) Conv2dHead(x, w1, b1, w2, b2 *G.Node, pad int, slope float32) *G.Node {
+//
+// Only the region r of the output is computed (the zero Region: all).
+func (g *Graph) Conv2dHead(x, w1, b1, w2, b2 *G.Node, pad int, slope float32, r Region) *G.Node {
 	if !g.ok(x, w1, w2, b2) {
 		return nil
 	}
@@ -954,8 +1012,15 @@ func (g *Graph) Conv2dHead(x, w1, b1, w2, b2 *G.Node, pad int, slope float32) *G
 		}
 		op.epi.leaky, op.epi.slope = true, slope
 		op.epi.headTapOut = tapOut
+		rows, cols := r.limits(h, w)
+		if rows < h {
+			op.oHi = rows + pad // the taps reach pad rows further
+		}
+		if cols < w {
+			op.oWi = cols + pad
+		}
 		op.run()
-		convHeadSum(F32(out), tapOut, n, h, w, k, k, pad, F32(v[3])[0])
+		convHeadSum(F32(out), tapOut, n, h, w, k, k, pad, F32(v[3])[0], rows, cols)
 		return nil
 	}, ins...)
 }
@@ -1052,7 +1117,7 @@ func (c *convOp) winogradTiles() int {
 // output rows) and a run of tiles along it.
 func (c *convOp) runWinograd() {
 	nr := c.kern.nr
-	th, tw := (c.oh+1)/2, (c.ow+1)/2
+	th, tw := (c.oh+1)/2, c.gridCols(2, (c.ow+1)/2)
 	maxTiles := c.winogradTiles()
 	perRow := (tw + maxTiles - 1) / maxTiles
 	nt := ((tw+perRow-1)/perRow + nr - 1) / nr * nr
@@ -1274,7 +1339,9 @@ var convHeadBand = 128
 // nil, w2 (1, C1, ...), b2 (1) -> (N, 1, OH, OW). The upsampled C-channel
 // image is never stored whole: it is made by bands of rows (with the
 // halo of rows the head needs), each reduced to the head's output at once.
-func (g *Graph) ConvTranspose2dHead(x, wt, bt, w1, b1, w2, b2 *G.Node, stride, pad, hpad int, slope float32) *G.Node {
+//
+// Only the region r of the output is computed (the zero Region: all).
+func (g *Graph) ConvTranspose2dHead(x, wt, bt, w1, b1, w2, b2 *G.Node, stride, pad, hpad int, slope float32, r Region) *G.Node {
 	if !g.ok(x, wt, w1, w2, b2) {
 		return nil
 	}
@@ -1324,7 +1391,8 @@ func (g *Graph) ConvTranspose2dHead(x, wt, bt, w1, b1, w2, b2 *G.Node, stride, p
 			hc.epi.head = newConvHead(F32(v[3]), cmid, hk*hk)
 			return plan{newConvTranspose2d(nil, []int{cin}, 1, h, w, F32(v[1]), c, k, k, stride, pad, nil), hc}
 		}).(plan)
-		convTransposeHead(F32(o), F32(v[0]), n, cin, h, w, p.t, c, k, btv, stride, pad, p.hc, cmid, hpad, b1v, F32(v[4])[0], slope)
+		rows, cols := r.limits(oh, ow)
+		convTransposeHead(F32(o), F32(v[0]), n, cin, h, w, p.t, c, k, btv, stride, pad, p.hc, cmid, hpad, b1v, F32(v[4])[0], slope, rows, cols)
 		return nil
 	}, ins...)
 }
@@ -1339,9 +1407,11 @@ func (g *Graph) ConvTranspose2dHead(x, wt, bt, w1, b1, w2, b2 *G.Node, stride, p
 //
 // tOp is the transposed convolution lowered for one image (any number of
 // rows: each band gets a copy), hOp the head's first convolution with its
-// head, likewise.
+// head, likewise. Only output rows [0, orows) and columns [0, ocols) are
+// computed; the columns the head needs are [0, ocols+hpad) of its first
+// convolution, which needs [0, ocols+2*hpad) of the transposed one.
 func convTransposeHead(out, x []float32, n, cin, h, w int, tOp *convOp, c, k int, bt []float32, stride, pad int,
-	hOp *convOp, cmid, hpad int, b1 []float32, b2, slope float32) {
+	hOp *convOp, cmid, hpad int, b1 []float32, b2, slope float32, orows, ocols int) {
 	oh, ow := ConvTransposeOutSize(h, k, stride, pad), ConvTransposeOutSize(w, k, stride, pad)
 	hk := 2*hpad + 1
 	taps := hk * hk
@@ -1351,8 +1421,8 @@ func convTransposeHead(out, x []float32, n, cin, h, w int, tOp *convOp, c, k int
 	maxRows := 0
 	type plan struct{ r0, r1, a, b, y0, y1, x0, x1 int }
 	var plans []plan
-	for r0 := 0; r0 < oh; r0 += band {
-		r1 := min(r0+band, oh)
+	for r0 := 0; r0 < orows; r0 += band {
+		r1 := min(r0+band, orows)
 		a, b := max(r0-hpad, 0), min(r1+hpad, oh)
 		y0, y1 := max(a-hpad, 0), min(b+hpad, oh)
 		x0 := max(ceilDiv(y0+pad-k+1, stride), 0)
@@ -1375,18 +1445,24 @@ func convTransposeHead(out, x []float32, n, cin, h, w int, tOp *convOp, c, k int
 			t.rowOff, t.pstride = p.x0, h*w
 			t.oLo, t.oHi = p.y0-off, p.y1-off
 			t.epi.bias, t.epi.leaky, t.epi.slope = bt, true, slope
+			if ocols < ow {
+				t.oWi = ocols + 2*hpad
+			}
 			t.run()
 			hc := hOp.withRows(rows, rows, nil)
 			hc.srcs = [][]float32{ybuf[:c*rows*ow]}
 			hc.oLo, hc.oHi = p.a-off, p.b-off
 			hc.epi.bias, hc.epi.leaky, hc.epi.slope = b1, true, slope
 			hc.epi.headTapOut = tap[:taps*rows*ow]
+			if ocols < ow {
+				hc.oWi = ocols + hpad
+			}
 			hc.run()
 			// out(r, x) = b2 + sum of tap[(i, j)](r+i-hpad, x+j-hpad) over rows
 			// inside the image.
 			ParallelFor(p.r1-p.r0, func(lo, hi int) {
 				for r := p.r0 + lo; r < p.r0+hi; r++ {
-					o := oi[r*ow : (r+1)*ow]
+					o := oi[r*ow : r*ow+ocols]
 					clear(o)
 					for i := 0; i < hk; i++ {
 						iy := r + i - hpad
@@ -1396,7 +1472,7 @@ func convTransposeHead(out, x []float32, n, cin, h, w int, tOp *convOp, c, k int
 						for j := 0; j < hk; j++ {
 							src := tap[((i*hk+j)*rows+iy-off)*ow : ((i*hk+j)*rows+iy-off+1)*ow]
 							dx := j - hpad
-							xlo, xhi := max(0, -dx), min(ow, ow-dx)
+							xlo, xhi := max(0, -dx), min(ocols, ow-dx)
 							if xhi <= xlo {
 								continue
 							}

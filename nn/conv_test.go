@@ -568,7 +568,7 @@ func TestConv2dHead(t *testing.T) {
 				b1n = g.Input("b1", c.mid)
 			}
 			y := g.Conv2dHead(g.Input("x", c.n, c.cin, c.h, c.w), g.Input("w1", c.mid, c.cin, c.k, c.k), b1n,
-				g.Input("w2", 1, c.mid, c.k, c.k), g.Input("b2", 1), pad, 0.2)
+				g.Input("w2", 1, c.mid, c.k, c.k), g.Input("b2", 1), pad, 0.2, Region{})
 			m, err := g.Compile()
 			if err != nil {
 				t.Fatal(err)
@@ -582,7 +582,7 @@ func TestConv2dHead(t *testing.T) {
 		})
 	}
 	g := NewGraph()
-	g.Conv2dHead(g.Input("x", 1, 3, 6, 6), g.Input("w1", 4, 3, 3, 3), nil, g.Input("w2", 2, 4, 3, 3), g.Input("b2", 1), 1, 0.2)
+	g.Conv2dHead(g.Input("x", 1, 3, 6, 6), g.Input("w1", 4, 3, 3, 3), nil, g.Input("w2", 2, 4, 3, 3), g.Input("b2", 1), 1, 0.2, Region{})
 	if g.Err() == nil {
 		t.Error("two-channel head: no error")
 	}
@@ -655,9 +655,9 @@ func TestConvTranspose2dHead(t *testing.T) {
 			}
 			g := NewGraph()
 			node := func(name string) *G.Node { return g.Input(name, in[name].Shape()...) }
-			fused := g.ConvTranspose2dHead(node("x"), node("wt"), node("bt"), node("w1"), node("b1"), node("w2"), node("b2"), c.stride, c.pad, c.hpad, 0.2)
+			fused := g.ConvTranspose2dHead(node("x"), node("wt"), node("bt"), node("w1"), node("b1"), node("w2"), node("b2"), c.stride, c.pad, c.hpad, 0.2, Region{})
 			up := g.ConvTranspose2dLeakyReLU(node("x"), node("wt"), node("bt"), c.stride, c.pad, 0.2)
-			ref := g.Conv2dHead(up, node("w1"), node("b1"), node("w2"), node("b2"), c.hpad, 0.2)
+			ref := g.Conv2dHead(up, node("w1"), node("b1"), node("w2"), node("b2"), c.hpad, 0.2, Region{})
 			m, err := g.Compile()
 			if err != nil {
 				t.Fatal(err)
@@ -672,5 +672,95 @@ func TestConvTranspose2dHead(t *testing.T) {
 				t.Errorf("max abs diff %g", d)
 			}
 		})
+	}
+}
+
+// TestRegion checks that every op given an output Region computes the
+// values inside it exactly as without one (bit for bit), on regions that
+// cut rows, columns or both at even and odd sizes, with the Winograd path
+// on and off and several convolution tilings.
+func TestRegion(t *testing.T) {
+	rng := rand.New(rand.NewSource(31))
+	const n, cin, h, w, cout = 2, 6, 13, 37, 9
+	in := map[string]*tensor.Dense{
+		"x":   NewDense(convRand(rng, n*cin*h*w), n, cin, h, w),
+		"x2":  NewDense(convRand(rng, n*3*h*w), n, 3, h, w),
+		"w3":  NewDense(convRand(rng, cout*(cin+3)*9), cout, cin+3, 3, 3),
+		"b":   NewDense(convRand(rng, cout), cout),
+		"res": NewDense(convRand(rng, n*cout*h*w), n, cout, h, w),
+		"wt":  NewDense(convRand(rng, cin*cout*16), cin, cout, 4, 4),
+		"w1":  NewDense(convRand(rng, 5*cout*9), 5, cout, 9/3, 3),
+		"b1":  NewDense(convRand(rng, 5), 5),
+		"w2":  NewDense(convRand(rng, 5*9), 1, 5, 3, 3),
+		"b2":  NewDense(convRand(rng, 1), 1),
+		"wh":  NewDense(convRand(rng, 5*cin*9), 5, cin, 3, 3),
+	}
+	for _, r := range []Region{{Rows: 5}, {Cols: 11}, {Rows: 6, Cols: 20}, {Rows: 1, Cols: 1}, {Rows: 100, Cols: 100}} {
+		for _, wino := range []bool{true, false} {
+			for _, tiling := range [][2]int{{0, 0}, {1, 8}} {
+				t.Run(fmt.Sprintf("%dx%d/wino=%v/tiling=%v", r.Rows, r.Cols, wino, tiling), func(t *testing.T) {
+					defer func(b bool) { convWinograd = b }(convWinograd)
+					convWinograd = wino
+					if tiling[0] > 0 {
+						defer setConvTiling(tiling[0], tiling[1])()
+					}
+					defer func(b int) { convHeadBand = b }(convHeadBand)
+					convHeadBand = 5
+					g := NewGraph()
+					node := func(name string) *G.Node { return g.Input(name, in[name].Shape()...) }
+					x, x2 := node("x"), node("x2")
+					type pair struct {
+						name      string
+						full, reg *G.Node
+						scale     int // the region is of an output scale times larger
+					}
+					conv := func(r Region) *G.Node {
+						return g.Conv2dFused([]*G.Node{x, x2}, node("w3"), node("b"),
+							ConvOptions{Stride: 1, Pad: 1, LeakyReLU: true, Slope: 0.2, Residual: node("res"), Region: r})
+					}
+					convT := func(r Region) *G.Node {
+						return g.ConvTranspose2dFused([]*G.Node{x}, node("wt"), node("b"), ConvOptions{Stride: 2, Pad: 1, Region: r})
+					}
+					head := func(r Region) *G.Node {
+						return g.Conv2dHead(x, node("wh"), node("b1"), node("w2"), node("b2"), 1, 0.2, r)
+					}
+					tHead := func(r Region) *G.Node {
+						return g.ConvTranspose2dHead(x, node("wt"), node("b"), node("w1"), node("b1"), node("w2"), node("b2"), 2, 1, 1, 0.2, r)
+					}
+					r2 := Region{Rows: 2 * r.Rows, Cols: 2 * r.Cols}
+					pairs := []pair{
+						{"conv", conv(Region{}), conv(r), 1},
+						{"convT", convT(Region{}), convT(r2), 2},
+						{"head", head(Region{}), head(r), 1},
+						{"convT head", tHead(Region{}), tHead(r2), 2},
+						{"upsample", g.UpsampleBilinear(x, 3), g.UpsampleBilinearRegion(x, 3, Region{Rows: 3 * r.Rows, Cols: 3 * r.Cols}), 3},
+						{"tanh unit", g.TanhUnit(x), g.TanhUnitRegion(x, r), 1},
+					}
+					m, err := g.Compile()
+					if err != nil {
+						t.Fatal(err)
+					}
+					if err := m.Run(context.Background(), in); err != nil {
+						t.Fatal(err)
+					}
+					for _, p := range pairs {
+						full, reg := Value(p.full), Value(p.reg)
+						s := full.Shape()
+						rows, cols := (Region{Rows: p.scale * r.Rows, Cols: p.scale * r.Cols}).limits(s[2], s[3])
+						fv, rv := F32(full), F32(reg)
+						for pl := 0; pl < s[0]*s[1]; pl++ {
+							for y := 0; y < rows; y++ {
+								for xx := 0; xx < cols; xx++ {
+									i := (pl*s[2]+y)*s[3] + xx
+									if fv[i] != rv[i] {
+										t.Fatalf("%s: plane %d (%d, %d): %g with the region, %g without", p.name, pl, y, xx, rv[i], fv[i])
+									}
+								}
+							}
+						}
+					}
+				})
+			}
+		}
 	}
 }

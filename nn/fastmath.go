@@ -198,3 +198,16 @@ func layerNormRowGo(dst, x, w, b []float32, eps float32) {
 		dst[i] = float32((float64(v)-mean)*inv)*w[i] + b[i]
 	}
 }
+
+// tanhUnitRowGo sets dst = (tanh(src) + 1) / 2, computed as the equal
+// 1 / (1 + e^(-2 src)) (within an ulp or two of float32).
+func tanhUnitRowGo(dst, src []float32) {
+	dst = dst[:len(src)]
+	for i, v := range src {
+		if v < -44 { // e^(-2v) beyond exp32's clamp: the result is below 1e-38
+			dst[i] = 0
+			continue
+		}
+		dst[i] = 1 / (1 + exp32(-2*v))
+	}
+}

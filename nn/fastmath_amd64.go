@@ -119,6 +119,21 @@ func addRows(dst, a, b []float32) {
 	addRowsGo(dst, a, b)
 }
 
+//go:noescape
+func tanhUnitAVX512(dst, src []float32)
+
+// tanhUnitRow sets dst = (tanh(src) + 1) / 2 (see tanhUnitRowGo).
+func tanhUnitRow(dst, src []float32) { tanhUnitRowISA(fastMathISA, dst, src) }
+
+func tanhUnitRowISA(isa int, dst, src []float32) {
+	if isa == isaAVX512 && len(src) > 0 {
+		_ = dst[len(src)-1]
+		tanhUnitAVX512(dst, src)
+		return
+	}
+	tanhUnitRowGo(dst, src)
+}
+
 // scaleInto sets dst[i] = src[i] * f.
 func scaleInto(dst, src []float32, f float32) {
 	if fastMathISA == isaAVX512 && len(src) > 0 {

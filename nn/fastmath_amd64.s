@@ -484,3 +484,59 @@ ln_outtail:
 ln_done:
 	VZEROUPPER
 	RET
+
+// func tanhUnitAVX512(dst, src []float32)
+// dst = 1 / (1 + e^(-2 src)) = (tanh(src) + 1) / 2, as tanhUnitRowGo;
+// e^(-2 src) saturates to +Inf (giving 0) for src below -44.
+TEXT ·tanhUnitAVX512(SB), NOSPLIT, $0-48
+	MOVQ dst_base+0(FP), DI
+	MOVQ src_base+24(FP), SI
+	MOVQ src_len+32(FP), CX
+	EXP_CONSTS
+	MOVL         $0xc0000000, AX // -2
+	VPBROADCASTD AX, Z20
+
+tu_loop32:
+	CMPQ    CX, $32
+	JB      tu_loop16
+	VMULPS  (SI), Z20, Z2
+	VMULPS  64(SI), Z20, Z3
+	EXP(Z2, Z4, Z5, Z6)
+	EXP(Z3, Z7, Z8, Z9)
+	VADDPS  Z21, Z2, Z2
+	VADDPS  Z21, Z3, Z3
+	VDIVPS  Z2, Z21, Z2
+	VDIVPS  Z3, Z21, Z3
+	VMOVUPS Z2, (DI)
+	VMOVUPS Z3, 64(DI)
+	ADDQ    $128, SI
+	ADDQ    $128, DI
+	SUBQ    $32, CX
+	JMP     tu_loop32
+
+tu_loop16:
+	CMPQ    CX, $16
+	JB      tu_tail
+	VMULPS  (SI), Z20, Z2
+	EXP(Z2, Z4, Z5, Z6)
+	VADDPS  Z21, Z2, Z2
+	VDIVPS  Z2, Z21, Z2
+	VMOVUPS Z2, (DI)
+	ADDQ    $64, SI
+	ADDQ    $64, DI
+	SUBQ    $16, CX
+
+tu_tail:
+	TESTQ     CX, CX
+	JZ        tu_done
+	TAILMASK(K1)
+	VMOVUPS.Z (SI), K1, Z2
+	VMULPS    Z2, Z20, Z2
+	EXP(Z2, Z4, Z5, Z6)
+	VADDPS    Z21, Z2, Z2
+	VDIVPS    Z2, Z21, Z2
+	VMOVUPS   Z2, K1, (DI)
+
+tu_done:
+	VZEROUPPER
+	RET

@@ -35,3 +35,8 @@ func scaleInto(dst, src []float32, f float32) { scaleIntoGo(dst, src, f) }
 // layerNormRow normalises one row: dst = (x - mean) / sqrt(var + eps) * w
 // + b over the len(x) values (biased variance).
 func layerNormRow(dst, x, w, b []float32, eps float32) { layerNormRowGo(dst, x, w, b, eps) }
+
+// tanhUnitRow sets dst = (tanh(src) + 1) / 2.
+func tanhUnitRow(dst, src []float32) { tanhUnitRowGo(dst, src) }
+
+func tanhUnitRowISA(_ int, dst, src []float32) { tanhUnitRowGo(dst, src) }

@@ -197,3 +197,34 @@ func TestScaleInto(t *testing.T) {
 		}
 	}
 }
+
+func TestTanhUnitRow(t *testing.T) {
+	for _, isa := range fastMathISAs() {
+		t.Run(isaName(isa), func(t *testing.T) {
+			var xs []float32
+			for v := -60.0; v <= 60; v += 0.000913 {
+				xs = append(xs, float32(v))
+			}
+			for _, n := range []int{len(xs), 1, 15, 16, 17, 31, 33} {
+				got := make([]float32, n)
+				tanhUnitRowISA(isa, got, xs[:n])
+				maxAbs, at := 0.0, 0
+				for i, v := range xs[:n] {
+					want := (math.Tanh(float64(v)) + 1) / 2
+					if d := math.Abs(float64(got[i]) - want); d > maxAbs || math.IsNaN(d) {
+						maxAbs, at = d, i
+					}
+				}
+				if !(maxAbs <= 1.5e-7) {
+					t.Errorf("n=%d: max abs error %.3g at x=%v (got %v)", n, maxAbs, xs[at], got[at])
+				}
+			}
+			x := []float32{float32(math.Inf(1)), float32(math.Inf(-1)), 0, float32(math.NaN())}
+			got := make([]float32, len(x))
+			tanhUnitRowISA(isa, got, x)
+			if got[0] != 1 || got[1] != 0 || got[2] != 0.5 || !math.IsNaN(float64(got[3])) {
+				t.Errorf("(tanh(x)+1)/2 of +Inf, -Inf, 0, NaN = %v", got)
+			}
+		})
+	}
+}

@@ -82,6 +82,8 @@ type gemmCall struct {
 	packChunk      int     // B micro-panels per packing unit
 	bp             []float32
 	bpMem          []float32
+	pre            *PackedB // B packed beforehand, or nil
+	preBlock       int      // index of the current block in pre
 
 	// Parallel phase: units are taken from next until units is reached.
 	phase, units int
@@ -121,6 +123,12 @@ func alignedFloats(mem *[]float32, n int) []float32 {
 
 // gemmWith is Gemm on a given kernel and thread count.
 func gemmWith(kern *gemmKernel, threads int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	gemmPre(kern, threads, nil, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// gemmPre is gemmWith taking B's packed blocks from pre when it is not nil
+// (packed for kern, n, k).
+func gemmPre(kern *gemmKernel, threads int, pre *PackedB, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	if m < 0 || n < 0 || k < 0 {
 		panic(fmt.Sprintf("nn: Gemm: negative size m=%d n=%d k=%d", m, n, k))
 	}
@@ -158,8 +166,9 @@ func gemmWith(kern *gemmKernel, threads int, transA, transB bool, m, n, k int, a
 	g.alpha, g.beta = alpha, beta
 	g.a, g.b, g.c = a, b, c
 	g.lda, g.ldb, g.ldc = lda, ldb, ldc
+	g.pre = pre
 	g.run(threads)
-	g.a, g.b, g.c = nil, nil, nil
+	g.a, g.b, g.c, g.pre = nil, nil, nil, nil
 	g.bp = nil
 	gemmCallPool.Put(g)
 }
@@ -223,6 +232,7 @@ func (g *gemmCall) run(threads int) {
 	g.mBlocks = (g.mBlocks + threads - 1) / threads * threads
 	g.mBlocks = min(g.mBlocks, g.mPanels)
 	g.mc = (g.mPanels + g.mBlocks - 1) / g.mBlocks * mr // largest block
+	g.preBlock = 0
 	for jc := 0; jc < g.n; jc += ncMax {
 		g.jc, g.nc = jc, min(ncMax, g.n-jc)
 		g.nPanels = (g.nc + nr - 1) / nr
@@ -237,8 +247,13 @@ func (g *gemmCall) run(threads int) {
 			if pc == 0 {
 				g.betaEff = g.beta
 			}
-			g.bp = alignedFloats(&g.bpMem, g.nPanels*g.kc*nr)
-			g.parallel(phasePackB, (g.nPanels+g.packChunk-1)/g.packChunk, threads)
+			if g.pre != nil {
+				g.bp = g.pre.blocks[g.preBlock]
+				g.preBlock++
+			} else {
+				g.bp = alignedFloats(&g.bpMem, g.nPanels*g.kc*nr)
+				g.parallel(phasePackB, (g.nPanels+g.packChunk-1)/g.packChunk, threads)
+			}
 			g.parallel(phaseCompute, g.mBlocks*g.nSplit, threads)
 		}
 	}
@@ -258,10 +273,11 @@ var (
 // gemmSpin is how long an idle helper polls for work before parking.
 const gemmSpin = 200 * time.Microsecond
 
-// gemmMsg offers phase gen of g to a helper.
+// gemmMsg offers phase gen of g, or the ParallelFor task t, to a helper.
 type gemmMsg struct {
 	g   *gemmCall
 	gen uint64
+	t   *parTask
 }
 
 // ensureGemmWorkers starts helper goroutines until there are n of them.
@@ -283,6 +299,10 @@ func gemmWorker() {
 		msg, ok := pollGemmQueue()
 		if !ok {
 			msg = <-gemmQueue
+		}
+		if msg.t != nil {
+			msg.t.help()
+			continue
 		}
 		msg.g.help(msg.gen)
 	}
@@ -342,7 +362,7 @@ func (g *gemmCall) parallel(phase, units, threads int) {
 	g.mu.Unlock()
 	for i := 0; i < helpers; i++ {
 		select {
-		case gemmQueue <- gemmMsg{g, gen}:
+		case gemmQueue <- gemmMsg{g: g, gen: gen}:
 		default: // helpers are saturated: do the work here
 		}
 	}

@@ -86,6 +86,13 @@ func gemmCases() []gemmCase {
 // the float64 reference and that C's padding is untouched.
 func runGemmCase(t *testing.T, rng *rand.Rand, kern *gemmKernel, threads int, tc gemmCase) {
 	t.Helper()
+	runGemmCasePacked(t, rng, kern, threads, tc, false)
+}
+
+// runGemmCasePacked is runGemmCase, with B packed beforehand (PackB) when
+// packed is set.
+func runGemmCasePacked(t *testing.T, rng *rand.Rand, kern *gemmKernel, threads int, tc gemmCase, packed bool) {
+	t.Helper()
 	ar, ac := tc.m, tc.k
 	if tc.transA {
 		ar, ac = tc.k, tc.m
@@ -110,7 +117,12 @@ func runGemmCase(t *testing.T, rng *rand.Rand, kern *gemmKernel, threads int, tc
 		}
 	}
 	want := refGemm(tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, c, ldc)
-	gemmWith(kern, threads, tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, c, ldc)
+	if packed {
+		pb := packBFor(kern, tc.transB, tc.k, tc.n, b, ldb)
+		gemmPre(kern, threads, pb, tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, c, ldc)
+	} else {
+		gemmWith(kern, threads, tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, c, ldc)
+	}
 	tol := 1e-5 * float64(max(tc.k, 1))
 	for i := 0; i < tc.m; i++ {
 		for j := 0; j < ldc; j++ {
@@ -138,6 +150,42 @@ func TestGemm(t *testing.T) {
 					runGemmCase(t, rng, kern, threads, tc)
 				})
 			}
+		}
+	}
+}
+
+// TestGemmPacked runs every case with B packed beforehand, on the default
+// blocking and on small blocks (several N and K blocks in the packing).
+func TestGemmPacked(t *testing.T) {
+	rng := rand.New(rand.NewSource(5))
+	for _, base := range gemmKernels {
+		small := *base
+		small.kc, small.mc, small.nc = 7, 3*small.mr, 2*small.nr
+		for _, kern := range []*gemmKernel{base, &small} {
+			for _, tc := range gemmCases() {
+				t.Run(fmt.Sprintf("%s/kc%d/%v", kern.name, kern.kc, tc), func(t *testing.T) {
+					runGemmCasePacked(t, rng, kern, 2, tc, true)
+				})
+			}
+		}
+	}
+	// The public entry point, and PackCache: repacked only for new weights.
+	a, b := randFloats(rng, 9*40), randFloats(rng, 30*40)
+	var pc PackCache
+	p1 := pc.B(true, 40, 30, b, 40)
+	if pc.B(true, 40, 30, b, 40) != p1 {
+		t.Error("PackCache repacked the same weight")
+	}
+	b2 := append([]float32(nil), b...)
+	if pc.B(true, 40, 30, b2, 40) == p1 {
+		t.Error("PackCache kept the packing of another slice")
+	}
+	got, want := make([]float32, 9*30), make([]float32, 9*30)
+	GemmPacked(false, 9, 1, a, 40, pc.B(true, 40, 30, b2, 40), 0, got, 30)
+	Gemm(false, true, 9, 30, 40, 1, a, 40, b, 40, 0, want, 30)
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("GemmPacked C[%d] = %g, Gemm %g", i, got[i], want[i])
 		}
 	}
 }

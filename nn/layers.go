@@ -3,49 +3,49 @@ package nn
 import (
 	"fmt"
 	"math"
-	"runtime"
-	"sync"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
 
-// ParallelFor runs fn over [0, n) split into contiguous chunks across
-// GOMAXPROCS goroutines. fn must be safe to run concurrently on disjoint
-// ranges.
-func ParallelFor(n int, fn func(lo, hi int)) {
-	workers := runtime.GOMAXPROCS(0)
-	if workers > n {
-		workers = n
-	}
-	if workers <= 1 {
-		if n > 0 {
-			fn(0, n)
-		}
-		return
-	}
-	var wg sync.WaitGroup
-	chunk := (n + workers - 1) / workers
-	for lo := 0; lo < n; lo += chunk {
-		hi := min(lo+chunk, n)
-		wg.Add(1)
-		go func(lo, hi int) {
-			defer wg.Done()
-			fn(lo, hi)
-		}(lo, hi)
-	}
-	wg.Wait()
-}
-
 // LinearRows computes dst[r, o] = sum_i x[r, i] * w[o, i] + b[o] for rows
 // rows: a PyTorch nn.Linear with weight w (out x in) and optional bias b.
 func LinearRows(dst, x []float32, rows, in int, w []float32, out int, b []float32) {
+	linearRows(nil, dst, x, rows, in, w, out, b)
+}
+
+func linearRows(pc *PackCache, dst, x []float32, rows, in int, w []float32, out int, b []float32) {
 	if b != nil {
 		fillRows(dst[:rows*out], nil, b[:out])
-		Gemm(false, true, rows, out, in, 1, x, in, w, in, 1, dst, out)
+		linearGemm(pc, dst, x, rows, in, w, out, 1)
 		return
 	}
-	Gemm(false, true, rows, out, in, 1, x, in, w, in, 0, dst, out)
+	linearGemm(pc, dst, x, rows, in, w, out, 0)
+}
+
+// linearGemm sets dst = x @ w^T + beta*dst, with w's packing from pc when
+// pc is not nil.
+func linearGemm(pc *PackCache, dst, x []float32, rows, in int, w []float32, out int, beta float32) {
+	if pc != nil {
+		GemmPacked(false, rows, 1, x, in, pc.B(true, in, out, w, in), beta, dst, out)
+		return
+	}
+	Gemm(false, true, rows, out, in, 1, x, in, w, in, beta, dst, out)
+}
+
+// linearPackRows is the most rows for which a graph's Linear keeps its
+// weight packed between runs: with few rows, packing the weight costs as
+// much as the product; with many it is a small part, not worth a second
+// copy of the weight in memory.
+const linearPackRows = 256
+
+// linearCache returns a packing cache for the weight w of a Linear over
+// rows rows, or nil when it is not worth one or w is computed by an op.
+func (g *Graph) linearCache(w *G.Node, rows int) *PackCache {
+	if rows > linearPackRows || g.weightCache(w) == nil {
+		return nil
+	}
+	return new(PackCache)
 }
 
 // fillRows sets dst = res + b with b (a row) broadcast over the rows of
@@ -79,7 +79,11 @@ func fillRows(dst, res, b []float32) {
 // LinearGELURows is LinearRows followed by the exact GELU, fused: dst =
 // GELU(x @ w^T + b), with the bias added in the GELU pass.
 func LinearGELURows(dst, x []float32, rows, in int, w []float32, out int, b []float32) {
-	Gemm(false, true, rows, out, in, 1, x, in, w, in, 0, dst, out)
+	linearGELURows(nil, dst, x, rows, in, w, out, b)
+}
+
+func linearGELURows(pc *PackCache, dst, x []float32, rows, in int, w []float32, out int, b []float32) {
+	linearGemm(pc, dst, x, rows, in, w, out, 0)
 	per := max(1, (1<<14)/max(out, 1))
 	ParallelFor((rows+per-1)/per, func(lo, hi int) {
 		for r := lo * per; r < min(hi*per, rows); r++ {
@@ -92,11 +96,15 @@ func LinearGELURows(dst, x []float32, rows, in int, w []float32, out int, b []fl
 // dst = res + (x @ w^T + b), with res (rows x out) and b (out, or nil)
 // summed first and the product accumulated onto them.
 func LinearResidualRows(dst, x []float32, rows, in int, w []float32, out int, b, res []float32) {
+	linearResidualRows(nil, dst, x, rows, in, w, out, b, res)
+}
+
+func linearResidualRows(pc *PackCache, dst, x []float32, rows, in int, w []float32, out int, b, res []float32) {
 	if b == nil {
 		b = []float32{}
 	}
 	fillRows(dst[:rows*out], res[:rows*out], b)
-	Gemm(false, true, rows, out, in, 1, x, in, w, in, 1, dst, out)
+	linearGemm(pc, dst, x, rows, in, w, out, 1)
 }
 
 // LayerNormRows normalises each row of x (rows x d) over its d values:
@@ -150,6 +158,10 @@ func GELUSlice(dst, src []float32) {
 		geluBias(d, nil)
 	})
 }
+
+// GELUBias sets x[i] = GELU(x[i] + bias[i]) (exact GELU; bias may be nil)
+// on the calling goroutine, for kernels that already run in parallel.
+func GELUBias(x, bias []float32) { geluBias(x, bias) }
 
 // ReLUSlice applies max(0, x) elementwise from src to dst (which may alias).
 func ReLUSlice(dst, src []float32) {
@@ -214,12 +226,13 @@ func (g *Graph) Linear(x, w, b *G.Node) *G.Node {
 		}
 		ins = append(ins, b)
 	}
+	pc := g.linearCache(w, rows)
 	return g.Apply("Linear", os, func(o *tensor.Dense, v []*tensor.Dense) error {
 		var bias []float32
 		if len(v) == 3 {
 			bias = F32(v[2])
 		}
-		LinearRows(F32(o), F32(v[0]), rows, in, F32(v[1]), out, bias)
+		linearRows(pc, F32(o), F32(v[0]), rows, in, F32(v[1]), out, bias)
 		return nil
 	}, ins...)
 }
@@ -259,12 +272,13 @@ func (g *Graph) LinearGELU(x, w, b *G.Node) *G.Node {
 	if b != nil {
 		ins = append(ins, b)
 	}
+	pc := g.linearCache(w, rows)
 	return g.Apply("LinearGELU", os, func(o *tensor.Dense, v []*tensor.Dense) error {
 		var bias []float32
 		if len(v) == 3 {
 			bias = F32(v[2])
 		}
-		LinearGELURows(F32(o), F32(v[0]), rows, in, F32(v[1]), out, bias)
+		linearGELURows(pc, F32(o), F32(v[0]), rows, in, F32(v[1]), out, bias)
 		return nil
 	}, ins...)
 }
@@ -287,12 +301,13 @@ func (g *Graph) LinearResidual(x, w, b, res *G.Node) *G.Node {
 	if b != nil {
 		ins = append(ins, b)
 	}
+	pc := g.linearCache(w, rows)
 	return g.Apply("LinearResidual", os, func(o *tensor.Dense, v []*tensor.Dense) error {
 		var bias []float32
 		if len(v) == 4 {
 			bias = F32(v[3])
 		}
-		LinearResidualRows(F32(o), F32(v[0]), rows, in, F32(v[1]), out, bias, F32(v[2]))
+		linearResidualRows(pc, F32(o), F32(v[0]), rows, in, F32(v[1]), out, bias, F32(v[2]))
 		return nil
 	}, ins...)
 }

@@ -31,7 +31,11 @@ func MHAInto(out, q, k, v []float32, nq, nk, heads, d int) {
 	scale := float32(math.Sqrt(float64(d)))
 	blocks := (nq + mhaRowBlock - 1) / mhaRowBlock
 	ParallelFor(heads*blocks, func(lo, hi int) {
-		scores := make([]float32, mhaRowBlock*nk)
+		scores := pool.take(min(mhaRowBlock, nq) * nk) // every value is written
+		if scores == nil {
+			scores = make([]float32, min(mhaRowBlock, nq)*nk)
+		}
+		defer pool.put(scores)
 		for task := lo; task < hi; task++ {
 			h, blk := task/blocks, task%blocks
 			r0 := blk * mhaRowBlock

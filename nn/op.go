@@ -14,6 +14,7 @@ import (
 	"hash"
 	"hash/fnv"
 	"sync/atomic"
+	"time"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -25,6 +26,23 @@ import (
 type Kernel func(out *tensor.Dense, in []*tensor.Dense) error
 
 var opSeq atomic.Uint64
+
+// An OpObserver is told the name, output shape and duration of every op
+// run by any Machine (set with SetOpObserver).
+type OpObserver func(name string, out tensor.Shape, d time.Duration)
+
+var opObserver atomic.Pointer[OpObserver]
+
+// SetOpObserver installs f to be called after every op of every Machine,
+// for profiling by layer; nil removes it. f may be called from several
+// goroutines at once when several machines run.
+func SetOpObserver(f OpObserver) {
+	if f == nil {
+		opObserver.Store(nil)
+		return
+	}
+	opObserver.Store(&f)
+}
 
 // funcOp adapts a Kernel to gorgonia's Op interface.
 type funcOp struct {
@@ -85,7 +103,16 @@ func (o *funcOp) Do(vals ...G.Value) (G.Value, error) {
 		buf = make([]float32, size)
 	}
 	out := tensor.New(tensor.WithShape(o.out.Clone()...), tensor.WithBacking(buf))
-	if err := o.fn(out, in); err != nil {
+	var start time.Time
+	obs := opObserver.Load()
+	if obs != nil {
+		start = time.Now()
+	}
+	err := o.fn(out, in)
+	if obs != nil {
+		(*obs)(o.name, o.out, time.Since(start))
+	}
+	if err != nil {
 		if o.recyclable {
 			pool.put(buf)
 		}

@@ -1,39 +1,58 @@
 package nn
 
-import "sync"
+import (
+	"slices"
+	"sync"
+)
 
-// bufPool recycles float32 buffers by exact length between ops (see
-// funcOp's liveness). Buffers stay in the pool across runs, so the same
-// graph run again reuses memory that is already mapped instead of
-// allocating and faulting in fresh pages; at most maxBytes are kept, and
-// beyond that buffers are left to the garbage collector.
+// bufPool recycles float32 buffers between ops (see funcOp's liveness) and
+// across runs and graphs, so that a graph run again, or the next stage of
+// a pipeline, reuses memory that is already mapped instead of allocating
+// and faulting in fresh pages (on a virtual machine a page fault costs a
+// few microseconds: 0.5 ms or more per fresh megabyte). A request takes the
+// smallest free buffer that holds it, if that is at most twice its size;
+// at most maxBytes are kept, and beyond that buffers are left to the
+// garbage collector.
 type bufPool struct {
 	mu       sync.Mutex
-	free     map[int][][]float32
-	held     int64 // bytes in free
+	free     [][]float32 // whole buffers (len == cap), by ascending size
+	held     int64       // bytes in free
 	maxBytes int64
 }
 
-var pool = &bufPool{free: map[int][][]float32{}, maxBytes: 384 << 20}
+var pool = &bufPool{maxBytes: 384 << 20}
 
 // get returns a zeroed buffer of n values.
 func (p *bufPool) get(n int) []float32 {
-	p.mu.Lock()
-	if l := p.free[n]; len(l) > 0 {
-		b := l[len(l)-1]
-		l[len(l)-1] = nil
-		p.free[n] = l[:len(l)-1]
-		p.held -= 4 * int64(n)
-		p.mu.Unlock()
-		clear(b)
-		return b
+	b := p.take(n)
+	if b == nil {
+		return make([]float32, n)
 	}
-	p.mu.Unlock()
-	return make([]float32, n)
+	clear(b)
+	return b
 }
 
-// put gives b back for reuse; the caller must not touch it afterwards.
+// take returns a free buffer of n values, not zeroed, or nil.
+func (p *bufPool) take(n int) []float32 {
+	if n <= 0 {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	i, _ := slices.BinarySearchFunc(p.free, n, func(b []float32, n int) int { return len(b) - n })
+	if i == len(p.free) || len(p.free[i]) > 2*n {
+		return nil
+	}
+	b := p.free[i]
+	p.free = slices.Delete(p.free, i, i+1)
+	p.held -= 4 * int64(len(b))
+	return b[:n]
+}
+
+// put gives b (from get or take, or any buffer) back for reuse; the caller
+// must not touch it afterwards.
 func (p *bufPool) put(b []float32) {
+	b = b[:cap(b)]
 	n := len(b)
 	if n == 0 {
 		return
@@ -43,6 +62,17 @@ func (p *bufPool) put(b []float32) {
 	if p.held+4*int64(n) > p.maxBytes {
 		return
 	}
-	p.free[n] = append(p.free[n], b[:n:n])
+	i, _ := slices.BinarySearchFunc(p.free, n, func(b []float32, n int) int { return len(b) - n })
+	p.free = slices.Insert(p.free, i, b)
 	p.held += 4 * int64(n)
 }
+
+// Buffer returns a zeroed buffer of n values from the pool that recycles
+// the intermediate tensors of graph runs: kernels outside this package use
+// it for scratch memory (already mapped, unlike a fresh allocation), and
+// give it back with Recycle when done.
+func Buffer(n int) []float32 { return pool.get(n) }
+
+// Recycle gives a buffer (from Buffer, or any buffer no longer used) back
+// to the pool; the caller must not touch it afterwards.
+func Recycle(b []float32) { pool.put(b) }

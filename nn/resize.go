@@ -40,21 +40,23 @@ func newLinearTaps(in, out int, scale float32) linearTaps {
 // bilinearInto resizes planes h x w planes of src (row stride ld, plane
 // stride ps: a region of larger planes when ld > w) to oh x ow with the
 // given source-per-destination ratios, writing only the top-left ch x cw corner of
-// each output plane (ch <= oh, cw <= ow; dst planes are ch x cw): the
+// each output plane (ch <= oh, cw <= ow) to dst, whose planes are dps
+// values apart with rows dld apart (ch*cw and cw: compact planes): the
 // resize-then-crop of SAM's mask postprocessing, without computing what the
 // crop drops. It is separable: every source row that some output row needs
 // is interpolated along x once, then output rows mix two of those. That
 // gives exactly the values of PyTorch's per-pixel formula
 // h0*(w0*s00 + w1*s01) + h1*(w0*s10 + w1*s11), each product rounded to
 // float32.
-func bilinearInto(dst, src []float32, planes, h, w, ld, ps, oh, ow, ch, cw int, sy, sx float32) {
+func bilinearInto(dst []float32, dld, dps int, src []float32, planes, h, w, ld, ps, oh, ow, ch, cw int, sy, sx float32) {
 	if planes <= 0 || ch <= 0 || cw <= 0 {
 		return
 	}
 	ty, tx := newLinearTaps(h, oh, sy), newLinearTaps(w, ow, sx)
 	// Source rows needed by output rows 0..ch-1: [0, rows).
 	rows := ty.i1[ch-1] + 1
-	tmp := make([]float32, planes*rows*cw)
+	tmp := pool.get(planes * rows * cw)
+	defer pool.put(tmp)
 	tx0, tx1, lx0, lx1 := tx.i0[:cw], tx.i1[:cw], tx.l0[:cw], tx.l1[:cw]
 	ParallelFor(planes*rows, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
@@ -72,7 +74,7 @@ func bilinearInto(dst, src []float32, planes, h, w, ld, ps, oh, ow, ch, cw int, 
 			t0 := tmp[(p*rows+ty.i0[y])*cw : (p*rows+ty.i0[y]+1)*cw]
 			t1 := tmp[(p*rows+ty.i1[y])*cw : (p*rows+ty.i1[y]+1)*cw]
 			h0, h1 := ty.l0[y], ty.l1[y]
-			o := dst[r*cw : (r+1)*cw]
+			o := dst[p*dps+y*dld : p*dps+y*dld+cw]
 			if h1 == 0 && h0 == 1 {
 				copy(o, t0)
 				continue
@@ -99,7 +101,7 @@ func ResizeBilinearCropInto(dst, src []float32, planes, h, w, oh, ow, ch, cw int
 		return
 	}
 	ch, cw = min(ch, oh), min(cw, ow)
-	bilinearInto(dst, src, planes, h, w, w, h*w, oh, ow, ch, cw, float32(h)/float32(oh), float32(w)/float32(ow))
+	bilinearInto(dst, cw, ch*cw, src, planes, h, w, w, h*w, oh, ow, ch, cw, float32(h)/float32(oh), float32(w)/float32(ow))
 }
 
 // ResizeBilinearRegionInto resizes the top-left h x w region of one plane
@@ -119,7 +121,7 @@ func ResizeBilinearRegionInto(dst, src []float32, ld, h, w, oh, ow int) {
 		})
 		return
 	}
-	bilinearInto(dst, src, 1, h, w, ld, 0, oh, ow, oh, ow, float32(h)/float32(oh), float32(w)/float32(ow))
+	bilinearInto(dst, ow, oh*ow, src, 1, h, w, ld, 0, oh, ow, oh, ow, float32(h)/float32(oh), float32(w)/float32(ow))
 }
 
 // UpsampleNearestInto enlarges planes planes of h x w values by an integer
@@ -158,6 +160,12 @@ func (g *Graph) ResizeBilinear(x *G.Node, oh, ow int) *G.Node {
 // UpsampleBilinear is F.interpolate(x, scale_factor=scale, mode="bilinear",
 // align_corners=False) on NCHW x.
 func (g *Graph) UpsampleBilinear(x *G.Node, scale int) *G.Node {
+	return g.UpsampleBilinearRegion(x, scale, Region{})
+}
+
+// UpsampleBilinearRegion is UpsampleBilinear computing only the region r
+// of each output plane (zero elsewhere).
+func (g *Graph) UpsampleBilinearRegion(x *G.Node, scale int, r Region) *G.Node {
 	if !g.ok(x) {
 		return nil
 	}
@@ -168,7 +176,9 @@ func (g *Graph) UpsampleBilinear(x *G.Node, scale int) *G.Node {
 	n, c, h, w := xs[0], xs[1], xs[2], xs[3]
 	inv := float32(1 / float64(scale))
 	return g.Apply("UpsampleBilinear", tensor.Shape{n, c, h * scale, w * scale}, func(o *tensor.Dense, v []*tensor.Dense) error {
-		bilinearInto(F32(o), F32(v[0]), n*c, h, w, w, h*w, h*scale, w*scale, h*scale, w*scale, inv, inv)
+		oh, ow := h*scale, w*scale
+		rows, cols := r.limits(oh, ow)
+		bilinearInto(F32(o), ow, oh*ow, F32(v[0]), n*c, h, w, w, h*w, oh, ow, rows, cols, inv, inv)
 		return nil
 	}, x)
 }

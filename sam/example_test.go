@@ -46,6 +46,6 @@ func ExamplePredictor() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(cfg.Name, pred.K(), "masks, best", pred.Best(), pred.Masks.Shape())
+	fmt.Println(cfg.Name, pred.K(), "masks, best", pred.Best(), pred.Masks().Shape())
 	// Output: tiny 3 masks, best 1 (1, 3, 160, 240)
 }

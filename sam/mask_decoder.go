@@ -149,7 +149,6 @@ func (d *MaskDecoder) build(n int) (*decoderGraph, error) {
 	// ConvTranspose2d(k2, s2) is a per-pixel matrix product; the pixels
 	// stay in the order (E*E, 2x2, 2x2) until the masks are written out.
 	up := d.upscaleStage1(g, p, keys) // (E*E*4, D/4): ConvT, LayerNorm2d, GELU
-	up = d.upscaleStage2(g, p, up)    // (E*E*16, D/8): ConvT, GELU
 
 	// hyper_in[i] = MLP_i(mask_tokens_out[i]): (M, D/8)
 	hyper := make([]*G.Node, m)
@@ -158,8 +157,8 @@ func (d *MaskDecoder) build(n int) (*decoderGraph, error) {
 	}
 	hyperIn := concatRows(g, hyper...) // (M, D/8)
 
-	masks := maskProduct(g, hyperIn, up, e)     // (M, 4E*4E): hyper_in @ upscaled
-	iou := d.iouHead.forward(g, p, iouTokenOut) // (1, M)
+	masks := d.upscaleMasks(g, p, up, hyperIn, e) // (M, 4E*4E): ConvT, GELU, hyper_in @ upscaled
+	iou := d.iouHead.forward(g, p, iouTokenOut)   // (1, M)
 
 	mach, err := g.Compile()
 	if err != nil {
@@ -350,49 +349,59 @@ func (d *MaskDecoder) upscaleStage1(g *nn.Graph, p *params, keys *G.Node) *G.Nod
 	}, x, lnW, lnB)
 }
 
-// upscaleStage2 is output_upscaling.3-4: ConvTranspose2d(D/4, D/8, k2, s2)
-// and GELU on (E*E*4, D/4) -> (E*E*16, D/8), rows in the order (input
-// pixel, phase of the first convolution, phase of this one).
-func (d *MaskDecoder) upscaleStage2(g *nn.Graph, p *params, x *G.Node) *G.Node {
-	return pixelLinear(g, "UpscaleConvT2GELU", x, p.node(g, d.upscale2+".weight_px"), p.node(g, d.upscale2+".bias_px"), func(out []float32, rows, cols int) {
-		nn.GELUSlice(out[:rows*cols], out[:rows*cols])
-	})
-}
-
-// maskProduct is (hyper_in @ upscaled.view(b, c, h*w)).view(b, -1, h, w):
-// hyper (M, C) times the upscaled embedding (E*E*16, C), whose rows are in
-// upscale order (pixel (y, x) of the E x E grid, phase (ry1, rx1), phase
-// (ry2, rx2)), written out as M planes of 4E x 4E at row 4y+2ry1+ry2,
-// column 4x+2rx1+rx2.
-func maskProduct(g *nn.Graph, hyper, up *G.Node, e int) *G.Node {
-	if g.Err() != nil || hyper == nil || up == nil {
+// upscaleMasks is output_upscaling.3-4, ConvTranspose2d(D/4, D/8, k2, s2)
+// and GELU on x (E*E*4, D/4), followed by the mask product (hyper_in @
+// upscaled.view(b, c, h*w)).view(b, -1, h, w) with hyper (M, D/8): the
+// masks (M, 4E*4E). It runs by blocks of pixels, so the upscaled
+// embedding (E*E*16, D/8) is never stored whole. Its rows are in upscale
+// order: pixel (y, x) of the E x E grid, phase (ry1, rx1) of the first
+// convolution, phase (ry2, rx2) of this one, written out at row
+// 4y+2ry1+ry2, column 4x+2rx1+rx2 of each mask.
+func (d *MaskDecoder) upscaleMasks(g *nn.Graph, p *params, x, hyper *G.Node, e int) *G.Node {
+	w, b := p.node(g, d.upscale2+".weight_px"), p.node(g, d.upscale2+".bias_px")
+	if g.Err() != nil || x == nil || hyper == nil || w == nil || b == nil {
 		return nil
 	}
-	hs, us := hyper.Shape(), up.Shape()
-	if len(hs) != 2 || len(us) != 2 || hs[1] != us[1] || us[0] != 16*e*e {
-		return failNode(g, "mask product of %v and %v", hs, us)
+	xs, ws, hs := x.Shape(), w.Shape(), hyper.Shape()
+	if len(xs) != 2 || len(ws) != 2 || len(hs) != 2 || ws[0] != xs[1] || ws[1] != 4*hs[1] || xs[0] != 4*e*e {
+		return failNode(g, "upscale masks: input %v, weight %v, hyper_in %v", xs, ws, hs)
 	}
-	m, c, n := hs[0], hs[1], us[0]
+	rows, cin, c, m := xs[0], xs[1], hs[1], hs[0]
 	side := 4 * e
-	return g.Apply("MaskProduct", tensor.Shape{m, side * side}, func(o *tensor.Dense, v []*tensor.Dense) error {
-		tmp := make([]float32, m*n)
-		// tmp (M, E*E*16) = hyper (M, C) @ up^T
-		nn.Gemm(false, true, m, n, c, 1, nn.F32(v[0]), c, nn.F32(v[1]), c, 0, tmp, n)
-		out := nn.F32(o)
-		nn.ParallelFor(m*e, func(lo, hi int) {
-			for r := lo; r < hi; r++ {
-				k, y := r/e, r%e
-				src := tmp[k*n+y*e*16 : k*n+(y+1)*e*16] // grid row y: (x, ry1, rx1, ry2, rx2)
-				plane := out[k*side*side:]
-				for x := 0; x < e; x++ {
-					s := src[x*16 : x*16+16]
-					for q, v := range s {
-						ry1, rx1, ry2, rx2 := q>>3, (q>>2)&1, (q>>1)&1, q&1
-						plane[(4*y+2*ry1+ry2)*side+4*x+2*rx1+rx2] = v
+	const block = 64 // rows of x per task: 256 upscaled pixels
+	var wPack nn.PackCache
+	return g.Apply("UpscaleMasks", tensor.Shape{m, side * side}, func(o *tensor.Dense, v []*tensor.Dense) error {
+		xv, hv, bv, out := nn.F32(v[0]), nn.F32(v[1]), nn.F32(v[3]), nn.F32(o)
+		pw := wPack.B(false, cin, 4*c, nn.F32(v[2]), 4*c)
+		nn.ParallelFor((rows+block-1)/block, func(lo, hi int) {
+			up := nn.Buffer(block * 4 * c)
+			defer nn.Recycle(up)
+			prod := nn.Buffer(m * block * 4)
+			defer nn.Recycle(prod)
+			for t := lo; t < hi; t++ {
+				r0 := t * block
+				nr := min(block, rows-r0)
+				// up (nr, 4C) = GELU(x[r0:r0+nr] @ w + b), viewed as (4 nr, C)
+				for r := 0; r < nr; r++ {
+					copy(up[r*4*c:(r+1)*4*c], bv)
+				}
+				nn.GemmPacked(false, nr, 1, xv[r0*cin:], cin, pw, 1, up, 4*c)
+				nn.GELUBias(up[:nr*4*c], nil)
+				// prod (M, 4 nr) = hyper (M, C) @ up^T
+				n := 4 * nr
+				nn.Gemm(false, true, m, n, c, 1, hv, c, up, c, 0, prod, n)
+				for j := 0; j < n; j++ {
+					gi := 4*r0 + j // upscaled row: pixel gi/16, phases gi%16
+					px, q := gi/16, gi%16
+					y, xx := px/e, px%e
+					ry1, rx1, ry2, rx2 := q>>3, (q>>2)&1, (q>>1)&1, q&1
+					at := (4*y+2*ry1+ry2)*side + 4*xx + 2*rx1 + rx2
+					for k := 0; k < m; k++ {
+						out[k*side*side+at] = prod[k*n+j]
 					}
 				}
 			}
 		})
 		return nil
-	}, hyper, up)
+	}, x, hyper, w, b)
 }

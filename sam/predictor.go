@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"sync"
 
 	"gorgonia.org/tensor"
 
@@ -53,14 +54,19 @@ type PromptInput struct {
 }
 
 // Prediction is the result of Predict, K = 3 masks with Multimask, else 1.
+// The masks at the original size are computed when first asked for (Mask,
+// Binary, Masks), each on its own: the matting pipeline needs only the
+// best one. A Prediction is safe for concurrent use.
 type Prediction struct {
-	// Masks holds mask logits at the original size (1, K, H, W); a pixel
-	// is in mask k when its logit is > 0.
-	Masks *tensor.Dense
 	// IoU holds the predicted quality of each mask (K values).
 	IoU []float32
 	// LowRes holds the decoder's low-res logits (1, K, 4E, 4E).
 	LowRes *tensor.Dense
+
+	cfg                Config
+	newh, neww, oh, ow int // resized and original image sizes
+	mu                 sync.Mutex
+	masks              [][]float32 // full-size logits by mask, nil until asked for
 }
 
 // NewPredictor returns a predictor for m with no image set.
@@ -224,11 +230,12 @@ func (p *Predictor) Predict(ctx context.Context, in PromptInput) (*Prediction, e
 	if err != nil {
 		return nil, fmt.Errorf("sam: predict: %w", err)
 	}
-	masks, err := m.PostprocessMasks(lowRes, p.newh, p.neww, p.h, p.w)
-	if err != nil {
-		return nil, fmt.Errorf("sam: predict: %w", err)
+	ious := nn.F32(iou)
+	if ls := lowRes.Shape(); len(ls) != 4 || ls[0] != 1 || ls[1] != len(ious) {
+		return nil, fmt.Errorf("sam: predict: decoder gave masks %v for %d scores", ls, len(ious))
 	}
-	return &Prediction{Masks: masks, IoU: nn.F32(iou), LowRes: lowRes}, nil
+	return &Prediction{IoU: ious, LowRes: lowRes, cfg: m.Config,
+		newh: p.newh, neww: p.neww, oh: p.h, ow: p.w, masks: make([][]float32, len(ious))}, nil
 }
 
 // maskPrompt checks a mask prompt and returns it as (1, 1, 4E, 4E).
@@ -269,15 +276,34 @@ func (r *Prediction) Best() int {
 	return best
 }
 
-// Mask returns mask k's logits at the original size (H*W values, row-major),
-// a view into Masks. It returns nil for k out of range.
+// Mask returns mask k's logits at the original size (H*W values,
+// row-major; a pixel is in the mask when its logit is > 0), computing them
+// on the first call (Sam.postprocess_masks). It returns nil for k out of
+// range. The slice is shared by later calls: do not modify it.
 func (r *Prediction) Mask(k int) []float32 {
-	if k < 0 || k >= r.K() {
+	if k < 0 || k >= r.K() || k >= len(r.masks) {
 		return nil
 	}
-	s := r.Masks.Shape()
-	n := s[2] * s[3]
-	return nn.F32(r.Masks)[k*n : (k+1)*n]
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.masks[k] == nil {
+		ls := r.LowRes.Shape()
+		n := ls[2] * ls[3]
+		m := make([]float32, r.oh*r.ow)
+		r.cfg.postprocessMask(m, nn.F32(r.LowRes)[k*n:(k+1)*n], ls[2], ls[3], r.newh, r.neww, r.oh, r.ow)
+		r.masks[k] = m
+	}
+	return r.masks[k]
+}
+
+// Masks returns every mask's logits at the original size, (1, K, H, W),
+// in a new tensor.
+func (r *Prediction) Masks() *tensor.Dense {
+	out := make([]float32, 0, r.K()*r.oh*r.ow)
+	for k := 0; k < r.K(); k++ {
+		out = append(out, r.Mask(k)...)
+	}
+	return nn.NewDense(out, 1, r.K(), r.oh, r.ow)
 }
 
 // Binary returns mask k thresholded at logit 0 (H*W values, true inside),

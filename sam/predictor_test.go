@@ -21,7 +21,7 @@ func checkPrediction(t *testing.T, r decCaseRun, pred *Prediction) {
 	t.Helper()
 	testutil.Check(t, "low_res_masks", nn.F32(pred.LowRes), denseShape(pred.LowRes), testutil.NPY(t, r.file("low_res_masks.npy")), decRelTol, true)
 	testutil.Check(t, "iou_predictions", pred.IoU, []int{1, len(pred.IoU)}, testutil.NPY(t, r.file("iou_predictions.npy")), decAbsTol, false)
-	testutil.Check(t, "masks", nn.F32(pred.Masks), denseShape(pred.Masks), testutil.NPY(t, r.file("masks.npy")), decRelTol, true)
+	testutil.Check(t, "masks", nn.F32(pred.Masks()), denseShape(pred.Masks()), testutil.NPY(t, r.file("masks.npy")), decRelTol, true)
 	if b := pred.Best(); b != r.c.Best {
 		t.Errorf("best mask %d, golden %d (iou %v)", b, r.c.Best, pred.IoU)
 	}

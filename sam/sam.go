@@ -68,17 +68,27 @@ func (c Config) PostprocessMasks(lowRes *tensor.Dense, newh, neww, h, w int) (*t
 	if h <= 0 || w <= 0 {
 		return nil, fmt.Errorf("sam: postprocess masks: original size %dx%d is empty", w, h)
 	}
-	k := ls[1]
-	// F.interpolate(masks, (S, S), bilinear)[..., :newh, :neww]: only the
-	// kept corner is computed -> (1, K, newh, neww)
-	crop := make([]float32, k*newh*neww)
-	nn.ResizeBilinearCropInto(crop, nn.F32(lowRes), k, ls[2], ls[3], s, s, newh, neww)
-	if newh == h && neww == w {
-		// Resizing to the same size is the identity (weights 1 and 0).
-		return nn.NewDense(crop, 1, k, h, w), nil
-	}
-	// F.interpolate(masks, (h, w), bilinear) -> (1, K, h, w)
+	k, n := ls[1], ls[2]*ls[3]
 	out := make([]float32, k*h*w)
-	nn.ResizeBilinearInto(out, crop, k, newh, neww, h, w)
+	for i := 0; i < k; i++ {
+		c.postprocessMask(out[i*h*w:(i+1)*h*w], nn.F32(lowRes)[i*n:(i+1)*n], ls[2], ls[3], newh, neww, h, w)
+	}
 	return nn.NewDense(out, 1, k, h, w), nil
+}
+
+// postprocessMask is PostprocessMasks on one low-res mask (lh x lw) into
+// dst (h x w); the sizes are checked by the caller.
+func (c Config) postprocessMask(dst, low []float32, lh, lw, newh, neww, h, w int) {
+	s := c.ImageSize
+	if newh == h && neww == w {
+		// F.interpolate(masks, (S, S), bilinear)[..., :newh, :neww]: only
+		// the kept corner is computed; resizing it to the same size is the
+		// identity (weights 1 and 0).
+		nn.ResizeBilinearCropInto(dst, low, 1, lh, lw, s, s, newh, neww)
+		return
+	}
+	crop := make([]float32, newh*neww)
+	nn.ResizeBilinearCropInto(crop, low, 1, lh, lw, s, s, newh, neww)
+	// F.interpolate(masks, (h, w), bilinear)
+	nn.ResizeBilinearInto(dst, crop, 1, newh, neww, h, w)
 }

@@ -155,10 +155,10 @@ func (t twoWayTransformer) forward(g *nn.Graph, p *params, image, pe, pointEmbed
 	}
 
 	// Final attention, tokens to image.
-	q := g.Add(queries, pointEmbedding)                          // (T, D)
-	k := addNodes(g, keys, pe)                                   // (hw, D)
-	attnOut := t.finalAttnTokenToImage.forward(g, p, q, k, keys) // (T, D)
-	queries = t.normFinalAttn.addForward(g, p, queries, attnOut) // (T, D): norm(queries + attn_out)
+	q := g.Add(queries, pointEmbedding)                               // (T, D)
+	k := addNodes(g, keys, pe)                                        // (hw, D)
+	attnOut := t.finalAttnTokenToImage.tokenToImage(g, p, q, k, keys) // (T, D)
+	queries = t.normFinalAttn.addForward(g, p, queries, attnOut)      // (T, D): norm(queries + attn_out)
 	return queries, keys
 }
 
@@ -195,29 +195,40 @@ func (a attention) tokenToImage(g *nn.Graph, p *params, q, kpe, keys *G.Node) *G
 	}
 	t, hw, d, di, heads := qs[0], ks[0], a.q.in, a.q.out, a.heads
 	dh := di / heads
+	var qPack, oPack nn.PackCache // the weights of the token-side projections
 	return g.Apply("TokenToImageAttention", tensor.Shape{t, d}, func(o *tensor.Dense, v []*tensor.Dense) error {
 		qv, kpeV, keysV := nn.F32(v[0]), nn.F32(v[1]), nn.F32(v[2])
 		wq, bq, wk, wv, bv, wo, bo := nn.F32(v[3]), nn.F32(v[4]), nn.F32(v[5]), nn.F32(v[6]), nn.F32(v[7]), nn.F32(v[8]), nn.F32(v[9])
-		qp := make([]float32, t*di) // q_proj(q): (T, Di)
-		nn.LinearRows(qp, qv, t, d, wq, di, bq)
+		// qp: q_proj(q): (T, Di)
+		qp := nn.Buffer(t * di)
+		defer nn.Recycle(qp)
+		qPack.Linear(qp, qv, t, d, wq, di, bq)
 		ht := heads * t
-		gm := make([]float32, ht*d) // row h*T+i: q_h[i] @ W_k,h (dh x D)
+		// gm: row h*T+i: q_h[i] @ W_k,h (dh x D)
+		gm := nn.Buffer(ht * d)
+		defer nn.Recycle(gm)
 		for h := 0; h < heads; h++ {
 			nn.Gemm(false, false, t, d, dh, 1, qp[h*dh:], di, wk[h*dh*d:], d, 0, gm[h*t*d:], d)
 		}
-		s := make([]float32, ht*hw) // scores (heads*T, HW) = gm @ kpe^T
+		// s: scores (heads*T, HW) = gm @ kpe^T
+		s := nn.Buffer(ht * hw)
+		defer nn.Recycle(s)
 		nn.Gemm(false, true, ht, hw, d, 1, gm, d, kpeV, d, 0, s, hw)
 		nn.SoftmaxRows(s, hw, float32(math.Sqrt(float64(dh))))
-		r := make([]float32, ht*d) // P @ keys: (heads*T, D)
+		// r: P @ keys: (heads*T, D)
+		r := nn.Buffer(ht * d)
+		defer nn.Recycle(r)
 		nn.Gemm(false, false, ht, d, hw, 1, s, hw, keysV, d, 0, r, d)
-		att := make([]float32, t*di) // heads' outputs (T, Di): r_h @ W_v,h^T + b_v,h
+		// att: heads' outputs (T, Di): r_h @ W_v,h^T + b_v,h
+		att := nn.Buffer(t * di)
+		defer nn.Recycle(att)
 		for i := 0; i < t; i++ {
 			copy(att[i*di:(i+1)*di], bv)
 		}
 		for h := 0; h < heads; h++ {
 			nn.Gemm(false, true, t, dh, d, 1, r[h*t*d:], d, wv[h*dh*d:], d, 1, att[h*dh:], di)
 		}
-		nn.LinearRows(nn.F32(o), att, t, di, wo, d, bo) // out_proj: (T, D)
+		oPack.Linear(nn.F32(o), att, t, di, wo, d, bo) // out_proj: (T, D)
 		return nil
 	}, ins...)
 }
@@ -240,15 +251,20 @@ func (a attention) imageToToken(g *nn.Graph, p *params, kpe, k, v *G.Node) *G.No
 	}
 	hw, t, d, di, heads := qs[0], ks[0], a.q.in, a.q.out, a.heads
 	dh := di / heads
+	var kPack, vPack nn.PackCache // the weights of the token-side projections
 	return g.Apply("ImageToTokenAttention", tensor.Shape{hw, d}, func(o *tensor.Dense, in []*tensor.Dense) error {
 		kpeV, kv, vv := nn.F32(in[0]), nn.F32(in[1]), nn.F32(in[2])
 		wq, bq, wk, bk, wv, bv, wo, bo := nn.F32(in[3]), nn.F32(in[4]), nn.F32(in[5]), nn.F32(in[6]), nn.F32(in[7]), nn.F32(in[8]), nn.F32(in[9]), nn.F32(in[10])
-		kp, vp := make([]float32, t*di), make([]float32, t*di) // k_proj(k), v_proj(v): (T, Di)
-		nn.LinearRows(kp, kv, t, d, wk, di, bk)
-		nn.LinearRows(vp, vv, t, d, wv, di, bv)
+		kp, vp := nn.Buffer(t*di), nn.Buffer(t*di) // k_proj(k), v_proj(v): (T, Di)
+		defer nn.Recycle(kp)
+		defer nn.Recycle(vp)
+		kPack.Linear(kp, kv, t, d, wk, di, bk)
+		vPack.Linear(vp, vv, t, d, wv, di, bv)
 		ht := heads * t
-		mq := make([]float32, d*ht) // column h*T+j: W_q,h^T (D x dh) @ k_h[j]
-		cb := make([]float32, ht)   // b_q,h . k_h[j]
+		// mq: column h*T+j: W_q,h^T (D x dh) @ k_h[j]
+		mq := nn.Buffer(d * ht)
+		defer nn.Recycle(mq)
+		cb := make([]float32, ht) // b_q,h . k_h[j]
 		for h := 0; h < heads; h++ {
 			nn.Gemm(true, true, d, t, dh, 1, wq[h*dh*d:], d, kp[h*dh:], di, 0, mq[h*t:], ht)
 			for j := 0; j < t; j++ {
@@ -259,7 +275,9 @@ func (a attention) imageToToken(g *nn.Graph, p *params, kpe, k, v *G.Node) *G.No
 				cb[h*t+j] = c
 			}
 		}
-		s := make([]float32, hw*ht) // scores (HW, heads*T) = kpe @ mq
+		// s: scores (HW, heads*T) = kpe @ mq
+		s := nn.Buffer(hw * ht)
+		defer nn.Recycle(s)
 		nn.Gemm(false, false, hw, ht, d, 1, kpeV, d, mq, ht, 0, s, ht)
 		div := float32(math.Sqrt(float64(dh)))
 		nn.ParallelFor(hw, func(lo, hi int) {
@@ -270,8 +288,10 @@ func (a attention) imageToToken(g *nn.Graph, p *params, kpe, k, v *G.Node) *G.No
 				}
 			}
 		})
-		nn.SoftmaxRows(s, t, div)  // per query and head
-		z := make([]float32, ht*d) // row h*T+j: v_h[j] @ W_o,h^T (dh -> D)
+		nn.SoftmaxRows(s, t, div) // per query and head
+		// z: row h*T+j: v_h[j] @ W_o,h^T (dh -> D)
+		z := nn.Buffer(ht * d)
+		defer nn.Recycle(z)
 		for h := 0; h < heads; h++ {
 			nn.Gemm(false, true, t, d, dh, 1, vp[h*dh:], di, wo[h*dh:], di, 0, z[h*t*d:], d)
 		}

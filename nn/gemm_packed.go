@@ -1,0 +1,99 @@
+package nn
+
+import (
+	"runtime"
+	"sync"
+)
+
+// PackedB is a B operand of Gemm packed once into the micro-kernel's
+// panels, for products that reuse it (layer weights): GemmPacked then
+// skips the packing, which dominates products with few rows. It keeps a
+// reference to the source, which must not change while it is used.
+type PackedB struct {
+	kern   *gemmKernel
+	transB bool
+	k, n   int
+	b      []float32 // the source, for a GEMM backend
+	ldb    int
+	blocks [][]float32 // packed blocks in the order of gemmCall.run's loop nest
+}
+
+// PackB packs op(B) (k x n; B is n x k when transB) with row stride ldb.
+// It panics on inconsistent arguments, as Gemm does.
+func PackB(transB bool, k, n int, b []float32, ldb int) *PackedB {
+	return packBFor(gemmDefault, transB, k, n, b, ldb)
+}
+
+func packBFor(kern *gemmKernel, transB bool, k, n int, b []float32, ldb int) *PackedB {
+	if k < 0 || n < 0 {
+		panic("nn: PackB: negative size")
+	}
+	br, bc := k, n
+	if transB {
+		br, bc = n, k
+	}
+	checkMatrix("B", b, br, bc, ldb)
+	p := &PackedB{kern: kern, transB: transB, k: k, n: n, b: b, ldb: ldb}
+	if k == 0 || n == 0 {
+		return p
+	}
+	nr := kern.nr
+	ncMax := blockSize(n, kern.nc, nr)
+	kcMax := blockSize(k, kern.kc, 1)
+	g := &gemmCall{kern: kern, transB: transB, n: n, k: k, b: b, ldb: ldb}
+	for jc := 0; jc < n; jc += ncMax {
+		g.jc, g.nc = jc, min(ncMax, n-jc)
+		g.nPanels = (g.nc + nr - 1) / nr
+		g.packChunk = g.nPanels
+		for pc := 0; pc < k; pc += kcMax {
+			g.pc, g.kc = pc, min(kcMax, k-pc)
+			var mem []float32
+			g.bp = alignedFloats(&mem, g.nPanels*g.kc*nr)
+			g.packBUnit(0)
+			p.blocks = append(p.blocks, g.bp)
+		}
+	}
+	return p
+}
+
+// GemmPacked is Gemm with a packed B: C = alpha*op(A)*op(B) + beta*C with
+// op(A) m x k (A is k x m when transA, row stride lda) and C m x n.
+func GemmPacked(transA bool, m int, alpha float32, a []float32, lda int, pb *PackedB, beta float32, c []float32, ldc int) {
+	if gemmOffload(transA, pb.transB, m, pb.n, pb.k, alpha, a, lda, pb.b, pb.ldb, beta, c, ldc) {
+		return
+	}
+	gemmPre(pb.kern, runtime.GOMAXPROCS(0), pb, transA, pb.transB, m, pb.n, pb.k, alpha, a, lda, pb.b, pb.ldb, beta, c, ldc)
+}
+
+// PackCache keeps the packing of one weight between runs of a graph op,
+// keyed by the weight's storage: it repacks when a different slice comes.
+// It is safe for concurrent use.
+type PackCache struct {
+	mu  sync.Mutex
+	key weightKey
+	pb  *PackedB
+}
+
+// B returns w packed as a Gemm B operand (PackB's arguments), from the
+// cache when w is the slice it was last packed from.
+func (c *PackCache) B(transB bool, k, n int, w []float32, ldw int) *PackedB {
+	if c == nil {
+		return PackB(transB, k, n, w, ldw)
+	}
+	var key weightKey
+	if len(w) > 0 {
+		key = weightKey{&w[0], len(w)}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pb == nil || c.key != key || c.pb.transB != transB || c.pb.k != k || c.pb.n != n || c.pb.ldb != ldw || c.pb.kern != gemmDefault {
+		c.key, c.pb = key, PackB(transB, k, n, w, ldw)
+	}
+	return c.pb
+}
+
+// Linear is LinearRows (dst = x @ w^T + b, b may be nil) with w's packing
+// kept in c: for products of a few rows by a layer's weight.
+func (c *PackCache) Linear(dst, x []float32, rows, in int, w []float32, out int, b []float32) {
+	linearRows(c, dst, x, rows, in, w, out, b)
+}
