@@ -427,7 +427,7 @@ func (g *Graph) RelPosAttention(x, qkvW, qkvB, projW, projB, relPosH, relPosW *G
 		ins = append(ins, projB)
 	}
 	lh, lw := rhs[0], rws[0]
-	return g.Apply("RelPosAttention", xs, func(o *tensor.Dense, v []*tensor.Dense) error {
+	return g.ApplyFull("RelPosAttention", xs, func(o *tensor.Dense, v []*tensor.Dense) error {
 		var qbias, pbias []float32
 		if qb >= 0 {
 			qbias = F32(v[qb])
@@ -474,7 +474,7 @@ func (g *Graph) RelPosSDPA(qkv, qkvB, relPosH, relPosW *G.Node, heads, window in
 		ins = append(ins, qkvB)
 	}
 	lh, lw := rhs[0], rws[0]
-	return g.Apply("RelPosSDPA", tensor.Shape{b, h, w, c}, func(o *tensor.Dense, v []*tensor.Dense) error {
+	return g.ApplyFull("RelPosSDPA", tensor.Shape{b, h, w, c}, func(o *tensor.Dense, v []*tensor.Dense) error {
 		var bias []float32
 		if len(v) == 4 {
 			bias = F32(v[3])

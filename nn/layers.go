@@ -227,7 +227,7 @@ func (g *Graph) Linear(x, w, b *G.Node) *G.Node {
 		ins = append(ins, b)
 	}
 	pc := g.linearCache(w, rows)
-	return g.Apply("Linear", os, func(o *tensor.Dense, v []*tensor.Dense) error {
+	return g.ApplyFull("Linear", os, func(o *tensor.Dense, v []*tensor.Dense) error {
 		var bias []float32
 		if len(v) == 3 {
 			bias = F32(v[2])
@@ -273,7 +273,7 @@ func (g *Graph) LinearGELU(x, w, b *G.Node) *G.Node {
 		ins = append(ins, b)
 	}
 	pc := g.linearCache(w, rows)
-	return g.Apply("LinearGELU", os, func(o *tensor.Dense, v []*tensor.Dense) error {
+	return g.ApplyFull("LinearGELU", os, func(o *tensor.Dense, v []*tensor.Dense) error {
 		var bias []float32
 		if len(v) == 3 {
 			bias = F32(v[2])
@@ -302,7 +302,7 @@ func (g *Graph) LinearResidual(x, w, b, res *G.Node) *G.Node {
 		ins = append(ins, b)
 	}
 	pc := g.linearCache(w, rows)
-	return g.Apply("LinearResidual", os, func(o *tensor.Dense, v []*tensor.Dense) error {
+	return g.ApplyFull("LinearResidual", os, func(o *tensor.Dense, v []*tensor.Dense) error {
 		var bias []float32
 		if len(v) == 4 {
 			bias = F32(v[3])
@@ -323,7 +323,7 @@ func (g *Graph) LayerNorm(x, w, b *G.Node, eps float32) *G.Node {
 		return g.fail("layernorm: input %v, weight %v, bias %v", xs, shapeOf(w), shapeOf(b))
 	}
 	rows := prod(xs) / d
-	return g.Apply("LayerNorm", xs, func(o *tensor.Dense, v []*tensor.Dense) error {
+	return g.ApplyFull("LayerNorm", xs, func(o *tensor.Dense, v []*tensor.Dense) error {
 		LayerNormRows(F32(o), F32(v[0]), rows, d, F32(v[1]), F32(v[2]), eps)
 		return nil
 	}, x, w, b)
@@ -338,7 +338,7 @@ func (g *Graph) LayerNorm2d(x, w, b *G.Node, eps float32) *G.Node {
 	if len(xs) != 4 || prod(shapeOf(w)) != xs[1] || prod(shapeOf(b)) != xs[1] {
 		return g.fail("layernorm2d: input %v, weight %v, bias %v", xs, shapeOf(w), shapeOf(b))
 	}
-	return g.Apply("LayerNorm2d", xs, func(o *tensor.Dense, v []*tensor.Dense) error {
+	return g.ApplyFull("LayerNorm2d", xs, func(o *tensor.Dense, v []*tensor.Dense) error {
 		LayerNormChannels(F32(o), F32(v[0]), xs[0], xs[1], xs[2]*xs[3], F32(v[1]), F32(v[2]), eps)
 		return nil
 	}, x, w, b)
@@ -349,7 +349,7 @@ func (g *Graph) GELU(x *G.Node) *G.Node {
 	if !g.ok(x) {
 		return nil
 	}
-	return g.Apply("GELU", shapeOf(x), func(o *tensor.Dense, v []*tensor.Dense) error {
+	return g.ApplyFull("GELU", shapeOf(x), func(o *tensor.Dense, v []*tensor.Dense) error {
 		GELUSlice(F32(o), F32(v[0]))
 		return nil
 	}, x)
@@ -360,7 +360,7 @@ func (g *Graph) ReLU(x *G.Node) *G.Node {
 	if !g.ok(x) {
 		return nil
 	}
-	return g.Apply("ReLU", shapeOf(x), func(o *tensor.Dense, v []*tensor.Dense) error {
+	return g.ApplyFull("ReLU", shapeOf(x), func(o *tensor.Dense, v []*tensor.Dense) error {
 		ReLUSlice(F32(o), F32(v[0]))
 		return nil
 	}, x)
@@ -377,7 +377,7 @@ func (g *Graph) Add(a, b *G.Node) *G.Node {
 	na, nb := prod(as), prod(bs)
 	switch {
 	case na == nb:
-		return g.Apply("Add", as, func(o *tensor.Dense, v []*tensor.Dense) error {
+		return g.ApplyFull("Add", as, func(o *tensor.Dense, v []*tensor.Dense) error {
 			x, y, d := F32(v[0]), F32(v[1]), F32(o)
 			for i := range d {
 				d[i] = x[i] + y[i]
@@ -385,7 +385,7 @@ func (g *Graph) Add(a, b *G.Node) *G.Node {
 			return nil
 		}, a, b)
 	case nb == as[len(as)-1]:
-		return g.Apply("AddRow", as, func(o *tensor.Dense, v []*tensor.Dense) error {
+		return g.ApplyFull("AddRow", as, func(o *tensor.Dense, v []*tensor.Dense) error {
 			x, y, d := F32(v[0]), F32(v[1]), F32(o)
 			for i := range d {
 				d[i] = x[i] + y[i%nb]
@@ -394,7 +394,7 @@ func (g *Graph) Add(a, b *G.Node) *G.Node {
 		}, a, b)
 	case len(as) == 4 && nb == as[1]:
 		hw := as[2] * as[3]
-		return g.Apply("AddChannel", as, func(o *tensor.Dense, v []*tensor.Dense) error {
+		return g.ApplyFull("AddChannel", as, func(o *tensor.Dense, v []*tensor.Dense) error {
 			x, y, d := F32(v[0]), F32(v[1]), F32(o)
 			for i := range d {
 				d[i] = x[i] + y[(i/hw)%nb]

@@ -63,6 +63,7 @@ type funcOp struct {
 	remaining  atomic.Int32
 	recyclable bool
 	buf        []float32
+	full       bool // fn writes every output value: no zeroing (ApplyFull)
 }
 
 func (o *funcOp) Arity() int { return len(o.inDims) }
@@ -97,9 +98,14 @@ func (o *funcOp) Do(vals ...G.Value) (G.Value, error) {
 	}
 	size := o.out.TotalSize()
 	var buf []float32
-	if o.recyclable {
+	switch {
+	case o.recyclable && o.full:
+		if buf = pool.take(size); buf == nil {
+			buf = make([]float32, size)
+		}
+	case o.recyclable:
 		buf = pool.get(size)
-	} else {
+	default:
 		buf = make([]float32, size)
 	}
 	out := tensor.New(tensor.WithShape(o.out.Clone()...), tensor.WithBacking(buf))
@@ -203,6 +209,17 @@ func (g *Graph) Input(name string, shape ...int) *G.Node {
 
 // Apply adds a node computing fn over in, with output shape out.
 func (g *Graph) Apply(name string, out tensor.Shape, fn Kernel, in ...*G.Node) *G.Node {
+	return g.apply(name, out, fn, false, in...)
+}
+
+// ApplyFull is Apply for a kernel that writes every value of its output:
+// out is then not zeroed first, and may hold stale values from an earlier
+// op when fn starts.
+func (g *Graph) ApplyFull(name string, out tensor.Shape, fn Kernel, in ...*G.Node) *G.Node {
+	return g.apply(name, out, fn, true, in...)
+}
+
+func (g *Graph) apply(name string, out tensor.Shape, fn Kernel, full bool, in ...*G.Node) *G.Node {
 	if g.err != nil {
 		return nil
 	}
@@ -214,7 +231,7 @@ func (g *Graph) Apply(name string, out tensor.Shape, fn Kernel, in ...*G.Node) *
 		}
 		dims[i] = n.Dims()
 	}
-	op := &funcOp{name: name, id: opSeq.Add(1), inDims: dims, out: out.Clone(), fn: fn, ctx: g.state}
+	op := &funcOp{name: name, id: opSeq.Add(1), inDims: dims, out: out.Clone(), fn: fn, ctx: g.state, full: full}
 	n, err := G.ApplyOp(op, in...)
 	if err != nil {
 		g.err = fmt.Errorf("nn: %s: %w", name, err)

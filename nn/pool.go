@@ -1,8 +1,10 @@
 package nn
 
 import (
+	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // bufPool recycles float32 buffers between ops (see funcOp's liveness) and
@@ -46,8 +48,22 @@ func (p *bufPool) take(n int) []float32 {
 	b := p.free[i]
 	p.free = slices.Delete(p.free, i, i+1)
 	p.held -= 4 * int64(len(b))
+	if poison.Load() {
+		nan := float32(math.NaN())
+		for j := range b {
+			b[j] = nan
+		}
+	}
 	return b[:n]
 }
+
+var poison atomic.Bool
+
+// PoisonRecycledBuffers makes every recycled buffer that is handed out
+// without zeroing (to ApplyFull kernels, as scratch) hold NaNs, so that a
+// kernel that leaves a value unwritten gives NaN instead of a stale value.
+// For tests; it slows runs down.
+func PoisonRecycledBuffers(on bool) { poison.Store(on) }
 
 // put gives b (from get or take, or any buffer) back for reuse; the caller
 // must not touch it afterwards.

@@ -104,7 +104,7 @@ func (l layerNorm) addForward(g *nn.Graph, p *params, x, y *G.Node) *G.Node {
 		return failNode(g, "%s: add and norm of %v and %v", l.prefix, s, y.Shape())
 	}
 	rows, dim, eps := s[0], s[1], l.eps
-	return g.Apply("AddLayerNorm", s, func(o *tensor.Dense, in []*tensor.Dense) error {
+	return g.ApplyFull("AddLayerNorm", s, func(o *tensor.Dense, in []*tensor.Dense) error {
 		d := nn.F32(o)
 		a, c := nn.F32(in[0]), nn.F32(in[1])
 		nn.ParallelFor(rows, func(lo, hi int) {
@@ -285,7 +285,7 @@ func addNodes(g *nn.Graph, a, b *G.Node) *G.Node {
 	if !a.Shape().Eq(b.Shape()) {
 		return failNode(g, "add of %v and %v", a.Shape(), b.Shape())
 	}
-	return g.Apply("AddSame", a.Shape(), func(o *tensor.Dense, in []*tensor.Dense) error {
+	return g.ApplyFull("AddSame", a.Shape(), func(o *tensor.Dense, in []*tensor.Dense) error {
 		x, y, d := nn.F32(in[0]), nn.F32(in[1]), nn.F32(o)
 		const block = 1 << 14
 		nn.ParallelFor((len(d)+block-1)/block, func(lo, hi int) {

@@ -317,7 +317,7 @@ func pixelLinear(g *nn.Graph, name string, x, w, b *G.Node, post func(out []floa
 		return failNode(g, "%s: input %v, weight %v", name, xs, ws)
 	}
 	rows, in, out := xs[0], xs[1], ws[1]
-	return g.Apply(name, tensor.Shape{rows * 4, out / 4}, func(o *tensor.Dense, v []*tensor.Dense) error {
+	return g.ApplyFull(name, tensor.Shape{rows * 4, out / 4}, func(o *tensor.Dense, v []*tensor.Dense) error {
 		dst, bias := nn.F32(o), nn.F32(v[2])
 		nn.ParallelFor(rows, func(lo, hi int) {
 			for r := lo; r < hi; r++ {
@@ -341,7 +341,7 @@ func (d *MaskDecoder) upscaleStage1(g *nn.Graph, p *params, keys *G.Node) *G.Nod
 		return nil
 	}
 	x := pixelLinear(g, "UpscaleConvT1", keys, p.node(g, d.upscale1+".weight_px"), p.node(g, d.upscale1+".bias_px"), func(out []float32, rows, cols int) {})
-	return g.Apply("UpscaleLN2dGELU", x.Shape(), func(o *tensor.Dense, v []*tensor.Dense) error {
+	return g.ApplyFull("UpscaleLN2dGELU", x.Shape(), func(o *tensor.Dense, v []*tensor.Dense) error {
 		s := v[0].Shape()
 		layerNormRows(nn.F32(o), nn.F32(v[0]), s[0], s[1], nn.F32(v[1]), nn.F32(v[2]), 1e-6) // LayerNorm2d
 		nn.GELUSlice(nn.F32(o), nn.F32(o))
@@ -370,7 +370,7 @@ func (d *MaskDecoder) upscaleMasks(g *nn.Graph, p *params, x, hyper *G.Node, e i
 	side := 4 * e
 	const block = 64 // rows of x per task: 256 upscaled pixels
 	var wPack nn.PackCache
-	return g.Apply("UpscaleMasks", tensor.Shape{m, side * side}, func(o *tensor.Dense, v []*tensor.Dense) error {
+	return g.ApplyFull("UpscaleMasks", tensor.Shape{m, side * side}, func(o *tensor.Dense, v []*tensor.Dense) error {
 		xv, hv, bv, out := nn.F32(v[0]), nn.F32(v[1]), nn.F32(v[3]), nn.F32(o)
 		pw := wPack.B(false, cin, 4*c, nn.F32(v[2]), 4*c)
 		nn.ParallelFor((rows+block-1)/block, func(lo, hi int) {

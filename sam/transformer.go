@@ -196,7 +196,7 @@ func (a attention) tokenToImage(g *nn.Graph, p *params, q, kpe, keys *G.Node) *G
 	t, hw, d, di, heads := qs[0], ks[0], a.q.in, a.q.out, a.heads
 	dh := di / heads
 	var qPack, oPack nn.PackCache // the weights of the token-side projections
-	return g.Apply("TokenToImageAttention", tensor.Shape{t, d}, func(o *tensor.Dense, v []*tensor.Dense) error {
+	return g.ApplyFull("TokenToImageAttention", tensor.Shape{t, d}, func(o *tensor.Dense, v []*tensor.Dense) error {
 		qv, kpeV, keysV := nn.F32(v[0]), nn.F32(v[1]), nn.F32(v[2])
 		wq, bq, wk, wv, bv, wo, bo := nn.F32(v[3]), nn.F32(v[4]), nn.F32(v[5]), nn.F32(v[6]), nn.F32(v[7]), nn.F32(v[8]), nn.F32(v[9])
 		// qp: q_proj(q): (T, Di)
@@ -252,7 +252,7 @@ func (a attention) imageToToken(g *nn.Graph, p *params, kpe, k, v *G.Node) *G.No
 	hw, t, d, di, heads := qs[0], ks[0], a.q.in, a.q.out, a.heads
 	dh := di / heads
 	var kPack, vPack nn.PackCache // the weights of the token-side projections
-	return g.Apply("ImageToTokenAttention", tensor.Shape{hw, d}, func(o *tensor.Dense, in []*tensor.Dense) error {
+	return g.ApplyFull("ImageToTokenAttention", tensor.Shape{hw, d}, func(o *tensor.Dense, in []*tensor.Dense) error {
 		kpeV, kv, vv := nn.F32(in[0]), nn.F32(in[1]), nn.F32(in[2])
 		wq, bq, wk, bk, wv, bv, wo, bo := nn.F32(in[3]), nn.F32(in[4]), nn.F32(in[5]), nn.F32(in[6]), nn.F32(in[7]), nn.F32(in[8]), nn.F32(in[9]), nn.F32(in[10])
 		kp, vp := nn.Buffer(t*di), nn.Buffer(t*di) // k_proj(k), v_proj(v): (T, Di)
