@@ -63,9 +63,10 @@ func BenchmarkEncoderViTB(b *testing.B) {
 }
 
 // BenchmarkDecoderViTB times one prompt through the prompt encoder and
-// mask decoder, with the postprocessing to the original size of the best
-// mask (the one the matting pipeline uses); DecoderAllMasksViTB
-// postprocesses all three, as the reference does.
+// mask decoder, with the postprocessing of the best mask to a binary mask
+// at the original size (what the matting pipeline uses);
+// DecoderAllMasksViTB postprocesses all three logit masks, as the
+// reference does.
 func BenchmarkDecoderViTB(b *testing.B) { benchDecoder(b, false) }
 
 // BenchmarkDecoderAllMasksViTB is DecoderViTB postprocessing all three
@@ -89,7 +90,7 @@ func benchDecoder(b *testing.B, all bool) {
 		if all {
 			pr.Masks()
 		} else {
-			pr.Mask(pr.Best())
+			pr.Binary(pr.Best())
 		}
 	}
 }

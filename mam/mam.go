@@ -226,13 +226,18 @@ func (s *Session) Matte(ctx context.Context, p Prompt, opts ...MatteOption) (*Re
 	dump("guide_mask", guide)
 	// post = best full-size logits > 0 (h, w)
 	post := make([]uint8, h*w)
-	postF := make([]float32, h*w)
-	for i, v := range pr.Mask(best) {
-		if v > 0 {
-			post[i], postF[i] = 1, 1
+	for i, in := range pr.Binary(best) {
+		if in {
+			post[i] = 1
 		}
 	}
-	dump("post_mask", nn.NewDense(postF, 1, 1, h, w))
+	if mc.dump != nil {
+		postF := make([]float32, h*w)
+		for i, v := range post {
+			postF[i] = float32(v)
+		}
+		dump("post_mask", nn.NewDense(postF, 1, 1, h, w))
+	}
 	res := &Result{Width: w, Height: h, Mask: post, IoU: pr.IoU[best], Mode: mc.mode}
 
 	// Refinement reads the mattes only on the image's region of the padded

@@ -141,7 +141,9 @@ func gemmPre(kern *gemmKernel, threads int, pre *PackedB, transA, transB bool, m
 		br, bc = n, k
 	}
 	checkMatrix("A", a, ar, ac, lda)
-	checkMatrix("B", b, br, bc, ldb)
+	if pre == nil { // a packed B was checked when packed
+		checkMatrix("B", b, br, bc, ldb)
+	}
 	checkMatrix("C", c, m, n, ldc)
 	if m == 0 || n == 0 {
 		return

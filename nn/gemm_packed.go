@@ -56,10 +56,88 @@ func packBFor(kern *gemmKernel, transB bool, k, n int, b []float32, ldb int) *Pa
 	return p
 }
 
+// PackedBLen is how many floats PackBInto writes for op(B) of k x n.
+func PackedBLen(k, n int) int {
+	if k <= 0 || n <= 0 {
+		return 0
+	}
+	kern := gemmDefault
+	ncMax := blockSize(n, kern.nc, kern.nr)
+	total := 0
+	for jc := 0; jc < n; jc += ncMax {
+		total += (min(ncMax, n-jc) + kern.nr - 1) / kern.nr * kern.nr * k
+	}
+	return total
+}
+
+// PackBInto is PackB writing the packed blocks into dst (at least
+// PackedBLen(k, n) floats, 64-byte aligned as Go's large allocations are)
+// instead of fresh memory: the packing of an operand computed at run time,
+// shared by several products. PackedBView rebuilds the result from dst.
+func PackBInto(dst []float32, transB bool, k, n int, b []float32, ldb int) *PackedB {
+	if len(dst) < PackedBLen(k, n) {
+		panic("nn: PackBInto: destination too short")
+	}
+	p := packedBLayout(dst, transB, k, n)
+	br, bc := k, n
+	if transB {
+		br, bc = n, k
+	}
+	checkMatrix("B", b, br, bc, ldb)
+	g := &gemmCall{kern: p.kern, transB: transB, n: n, k: k, b: b, ldb: ldb}
+	i := 0
+	p.forBlocks(func(jc, nc, pc, kc int) {
+		g.jc, g.nc, g.pc, g.kc = jc, nc, pc, kc
+		g.nPanels = (nc + p.kern.nr - 1) / p.kern.nr
+		g.packChunk = g.nPanels
+		g.bp = p.blocks[i]
+		g.packBUnit(0)
+		i++
+	})
+	return p
+}
+
+// PackedBView returns the PackedB that PackBInto(buf, transB, k, n, ...)
+// made, for products with it (GemmPacked); it has no source for a GEMM
+// backend, so it always runs on the CPU.
+func PackedBView(buf []float32, transB bool, k, n int) *PackedB {
+	if len(buf) < PackedBLen(k, n) {
+		panic("nn: PackedBView: buffer too short")
+	}
+	return packedBLayout(buf, transB, k, n)
+}
+
+// packedBLayout cuts buf into the blocks of op(B) k x n, in the order of
+// gemmCall.run's loop nest.
+func packedBLayout(buf []float32, transB bool, k, n int) *PackedB {
+	p := &PackedB{kern: gemmDefault, transB: transB, k: k, n: n}
+	off := 0
+	p.forBlocks(func(jc, nc, pc, kc int) {
+		size := (nc + p.kern.nr - 1) / p.kern.nr * p.kern.nr * kc
+		p.blocks = append(p.blocks, buf[off:off+size])
+		off += size
+	})
+	return p
+}
+
+// forBlocks calls f for each (N block, K block) in the loop nest's order.
+func (p *PackedB) forBlocks(f func(jc, nc, pc, kc int)) {
+	if p.k <= 0 || p.n <= 0 {
+		return
+	}
+	ncMax := blockSize(p.n, p.kern.nc, p.kern.nr)
+	kcMax := blockSize(p.k, p.kern.kc, 1)
+	for jc := 0; jc < p.n; jc += ncMax {
+		for pc := 0; pc < p.k; pc += kcMax {
+			f(jc, min(ncMax, p.n-jc), pc, min(kcMax, p.k-pc))
+		}
+	}
+}
+
 // GemmPacked is Gemm with a packed B: C = alpha*op(A)*op(B) + beta*C with
 // op(A) m x k (A is k x m when transA, row stride lda) and C m x n.
 func GemmPacked(transA bool, m int, alpha float32, a []float32, lda int, pb *PackedB, beta float32, c []float32, ldc int) {
-	if gemmOffload(transA, pb.transB, m, pb.n, pb.k, alpha, a, lda, pb.b, pb.ldb, beta, c, ldc) {
+	if pb.b != nil && gemmOffload(transA, pb.transB, m, pb.n, pb.k, alpha, a, lda, pb.b, pb.ldb, beta, c, ldc) {
 		return
 	}
 	gemmPre(pb.kern, runtime.GOMAXPROCS(0), pb, transA, pb.transB, m, pb.n, pb.k, alpha, a, lda, pb.b, pb.ldb, beta, c, ldc)

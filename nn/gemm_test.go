@@ -180,6 +180,26 @@ func TestGemmPacked(t *testing.T) {
 	if pc.B(true, 40, 30, b2, 40) == p1 {
 		t.Error("PackCache kept the packing of another slice")
 	}
+	// PackBInto and PackedBView: the same products from a caller's buffer.
+	for _, tb := range []bool{false, true} {
+		k, n := 600, 3500 // two N blocks, two K blocks
+		bb := randFloats(rng, k*n)
+		ld := n
+		if tb {
+			ld = k
+		}
+		buf := make([]float32, PackedBLen(k, n))
+		PackBInto(buf, tb, k, n, bb, ld)
+		aa := randFloats(rng, 5*k)
+		got, want := make([]float32, 5*n), make([]float32, 5*n)
+		GemmPacked(false, 5, 1, aa, k, PackedBView(buf, tb, k, n), 0, got, n)
+		Gemm(false, tb, 5, n, k, 1, aa, k, bb, ld, 0, want, n)
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("transB %v: PackBInto product C[%d] = %g, Gemm %g", tb, i, got[i], want[i])
+			}
+		}
+	}
 	got, want := make([]float32, 9*30), make([]float32, 9*30)
 	GemmPacked(false, 9, 1, a, 40, pc.B(true, 40, 30, b2, 40), 0, got, 30)
 	Gemm(false, true, 9, 30, 40, 1, a, 40, b, 40, 0, want, 30)

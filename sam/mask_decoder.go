@@ -40,6 +40,7 @@ type MaskDecoder struct {
 	srcKey, peKey [2]flatKey
 	srcFlat       *tensor.Dense // (E*E, D): image_embeddings + dense, flattened
 	peFlat        *tensor.Dense // (E*E, D): image_pe, flattened
+	srcPE         *tensor.Dense // (srcFlat + peFlat)^T packed for the products (packKeysPE)
 }
 
 // flatKey identifies a tensor and its storage.
@@ -69,6 +70,7 @@ const (
 	inImagePE         = "image_pe"
 	inSrcFlat         = "src_flat" // image_embeddings + dense, (E*E, D)
 	inPEFlat          = "pos_src_flat"
+	inSrcPE           = "src_pe_packed" // (src_flat + pos_src_flat)^T, packed
 	inSparse          = "sparse_prompt_embeddings"
 	inDense           = "dense_prompt_embeddings"
 )
@@ -139,11 +141,12 @@ func (d *MaskDecoder) build(n int) (*decoderGraph, error) {
 	// src = image_embeddings + dense prompt; pos_src = image_pe; both
 	// flattened, flatten(2).permute(0, 2, 1) with batch 1 dropped, by
 	// PredictMasks (flattenInputs): (1, D, E, E) -> (E*E, D).
-	src := g.Input(inSrcFlat, e*e, dim) // (E*E, D)
-	pos := g.Input(inPEFlat, e*e, dim)  // (E*E, D)
+	src := g.Input(inSrcFlat, e*e, dim)                // (E*E, D)
+	pos := g.Input(inPEFlat, e*e, dim)                 // (E*E, D)
+	srcPE := g.Input(inSrcPE, nn.PackedBLen(dim, e*e)) // packed (src + pos)^T
 
-	hs, keys := d.transformer.forward(g, p, src, pos, tokens) // (T, D), (E*E, D)
-	iouTokenOut := sliceRows(g, hs, 0, 1)                     // (1, D)
+	hs, keys := d.transformer.forward(g, p, src, pos, srcPE, tokens) // (T, D), (E*E, D)
+	iouTokenOut := sliceRows(g, hs, 0, 1)                            // (1, D)
 
 	// output_upscaling on src.transpose(1, 2).view(1, D, E, E): each
 	// ConvTranspose2d(k2, s2) is a per-pixel matrix product; the pixels
@@ -170,23 +173,32 @@ func (d *MaskDecoder) build(n int) (*decoderGraph, error) {
 // flattenInputs returns image_embeddings + dense and image_pe flattened to
 // (E*E, D), reusing the last ones when the same tensors come back. d.mu
 // must be held.
-func (d *MaskDecoder) flattenInputs(emb, pe, dense *tensor.Dense) (src, pos *tensor.Dense) {
+func (d *MaskDecoder) flattenInputs(emb, pe, dense *tensor.Dense) (src, pos, srcPE *tensor.Dense) {
 	dim, e := d.cfg.PromptDim, d.cfg.EmbedSize()
+	changed := false
 	if k := [2]flatKey{keyOf(emb), keyOf(dense)}; d.srcFlat == nil || d.srcKey != k {
 		if d.srcFlat == nil {
 			d.srcFlat = nn.NewDense(nil, e*e, dim)
 		}
 		transposeAdd(nn.F32(d.srcFlat), nn.F32(emb), nn.F32(dense), dim, e*e)
-		d.srcKey = k
+		d.srcKey, changed = k, true
 	}
 	if k := [2]flatKey{keyOf(pe)}; d.peFlat == nil || d.peKey != k {
 		if d.peFlat == nil {
 			d.peFlat = nn.NewDense(nil, e*e, dim)
 		}
 		transposeAdd(nn.F32(d.peFlat), nn.F32(pe), nil, dim, e*e)
-		d.peKey = k
+		d.peKey, changed = k, true
 	}
-	return d.srcFlat, d.peFlat
+	// The first block's image side, the same for every prompt on an image
+	// (without a mask prompt), packed once.
+	if n := nn.PackedBLen(dim, e*e); changed || d.srcPE == nil || d.srcPE.Shape().TotalSize() != n {
+		if d.srcPE == nil || d.srcPE.Shape().TotalSize() != n {
+			d.srcPE = nn.NewDense(nil, n)
+		}
+		packKeysPEInto(nn.F32(d.srcPE), nn.F32(d.srcFlat), nn.F32(d.peFlat), e*e, dim)
+	}
+	return d.srcFlat, d.peFlat, d.srcPE
 }
 
 // graph returns the compiled graph for n sparse tokens, building it once.
@@ -242,7 +254,7 @@ func (d *MaskDecoder) PredictMasks(ctx context.Context, imageEmbeddings, imagePE
 	}
 	in := make(map[string]*tensor.Dense, len(d.p.vals)+4)
 	d.p.bind(in)
-	in[inSrcFlat], in[inPEFlat] = d.flattenInputs(imageEmbeddings, imagePE, dense)
+	in[inSrcFlat], in[inPEFlat], in[inSrcPE] = d.flattenInputs(imageEmbeddings, imagePE, dense)
 	if n > 0 {
 		in[inSparse] = sparse2
 	}

@@ -307,11 +307,22 @@ func (r *Prediction) Masks() *tensor.Dense {
 }
 
 // Binary returns mask k thresholded at logit 0 (H*W values, true inside),
-// or nil for k out of range.
+// or nil for k out of range. Unless Mask(k) was called, the logits are
+// computed into scratch memory and not kept.
 func (r *Prediction) Binary(k int) []bool {
-	m := r.Mask(k)
-	if m == nil {
+	if k < 0 || k >= r.K() || k >= len(r.masks) {
 		return nil
+	}
+	r.mu.Lock()
+	m := r.masks[k]
+	r.mu.Unlock()
+	if m == nil {
+		scratch := nn.Buffer(r.oh * r.ow)
+		defer nn.Recycle(scratch)
+		ls := r.LowRes.Shape()
+		n := ls[2] * ls[3]
+		r.cfg.postprocessMask(scratch, nn.F32(r.LowRes)[k*n:(k+1)*n], ls[2], ls[3], r.newh, r.neww, r.oh, r.ow)
+		m = scratch
 	}
 	out := make([]bool, len(m))
 	for i, v := range m {

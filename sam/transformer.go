@@ -88,8 +88,10 @@ func (b twoWayBlock) load(p *params) {
 }
 
 // forward: queries (T, D), keys (HW, D), queryPE (T, D), keyPE (HW, D)
-// -> queries (T, D), keys (HW, D).
-func (b twoWayBlock) forward(g *nn.Graph, p *params, queries, keys, queryPE, keyPE *G.Node) (*G.Node, *G.Node) {
+// -> queries (T, D), keys (HW, D). kpe, when not nil, is keys + keyPE
+// already packed (packKeysPE), for the first block, whose keys are the
+// image's.
+func (b twoWayBlock) forward(g *nn.Graph, p *params, queries, keys, queryPE, keyPE, kpe *G.Node) (*G.Node, *G.Node) {
 	// Self attention of the tokens; block 0 has no PE and no residual.
 	if b.skipFirstLayerPE {
 		queries = b.selfAttn.forward(g, p, queries, queries, queries) // (T, D)
@@ -101,20 +103,23 @@ func (b twoWayBlock) forward(g *nn.Graph, p *params, queries, keys, queryPE, key
 	queries = b.norm1.forward(g, p, queries) // (T, D)
 
 	// Cross attention, tokens attending to the image. keys + key_pe is the
-	// same for both cross attentions of the block: computed once.
-	q := g.Add(queries, queryPE)                                  // (T, D)
-	k := addNodes(g, keys, keyPE)                                 // (HW, D)
-	attnOut := b.crossTokenToImage.tokenToImage(g, p, q, k, keys) // (T, D)
-	queries = b.norm2.addForward(g, p, queries, attnOut)          // (T, D): norm2(queries + attn_out)
+	// same for both cross attentions of the block: computed and packed for
+	// the products once.
+	q := g.Add(queries, queryPE) // (T, D)
+	if kpe == nil {
+		kpe = packKeysPE(g, keys, keyPE) // (keys + key_pe)^T, packed
+	}
+	attnOut := b.crossTokenToImage.tokenToImage(g, p, q, kpe, keys) // (T, D)
+	queries = b.norm2.addForward(g, p, queries, attnOut)            // (T, D): norm2(queries + attn_out)
 
 	// MLP on the tokens.
 	mlpOut := b.mlp.forward(g, p, queries)              // (T, D)
 	queries = b.norm3.addForward(g, p, queries, mlpOut) // (T, D): norm3(queries + mlp_out)
 
 	// Cross attention, the image attending to the tokens.
-	q = g.Add(queries, queryPE)                                     // (T, D)
-	attnOut = b.crossImageToToken.imageToToken(g, p, k, q, queries) // (HW, D)
-	keys = b.norm4.addForward(g, p, keys, attnOut)                  // (HW, D): norm4(keys + attn_out)
+	q = g.Add(queries, queryPE)                                                        // (T, D)
+	attnOut = b.crossImageToToken.imageToToken(g, p, kpe, q, queries, keys.Shape()[0]) // (HW, D)
+	keys = b.norm4.addForward(g, p, keys, attnOut)                                     // (HW, D): norm4(keys + attn_out)
 	return queries, keys
 }
 
@@ -147,18 +152,23 @@ func (t twoWayTransformer) load(p *params) {
 
 // forward: image (hw, D) and its positional encoding pe (hw, D), the
 // flattened (1, D, h, w) tensors of the reference, and pointEmbedding
-// (T, D) -> queries (T, D), keys (hw, D).
-func (t twoWayTransformer) forward(g *nn.Graph, p *params, image, pe, pointEmbedding *G.Node) (*G.Node, *G.Node) {
+// (T, D) -> queries (T, D), keys (hw, D). imagePE is image + pe packed
+// (packKeysPE), or nil.
+func (t twoWayTransformer) forward(g *nn.Graph, p *params, image, pe, imagePE, pointEmbedding *G.Node) (*G.Node, *G.Node) {
 	queries, keys := pointEmbedding, image
-	for _, l := range t.layers {
-		queries, keys = l.forward(g, p, queries, keys, pointEmbedding, pe) // (T, D), (hw, D)
+	for i, l := range t.layers {
+		var kpe *G.Node
+		if i == 0 {
+			kpe = imagePE
+		}
+		queries, keys = l.forward(g, p, queries, keys, pointEmbedding, pe, kpe) // (T, D), (hw, D)
 	}
 
 	// Final attention, tokens to image.
-	q := g.Add(queries, pointEmbedding)                               // (T, D)
-	k := addNodes(g, keys, pe)                                        // (hw, D)
-	attnOut := t.finalAttnTokenToImage.tokenToImage(g, p, q, k, keys) // (T, D)
-	queries = t.normFinalAttn.addForward(g, p, queries, attnOut)      // (T, D): norm(queries + attn_out)
+	q := g.Add(queries, pointEmbedding)                                 // (T, D)
+	kpe := packKeysPE(g, keys, pe)                                      // (keys + pe)^T, packed
+	attnOut := t.finalAttnTokenToImage.tokenToImage(g, p, q, kpe, keys) // (T, D)
+	queries = t.normFinalAttn.addForward(g, p, queries, attnOut)        // (T, D): norm(queries + attn_out)
 	return queries, keys
 }
 
@@ -178,9 +188,40 @@ func (t twoWayTransformer) forward(g *nn.Graph, p *params, image, pe, pointEmbed
 //
 // Only the rounding differs from the reference's order of operations.
 
+// packKeysPE adds a node computing keys + pe (HW, D) and packing its
+// transpose as Gemm's B operand (nn.PackBInto): the image side of both
+// cross attentions of a block, packed once.
+func packKeysPE(g *nn.Graph, keys, pe *G.Node) *G.Node {
+	if g.Err() != nil || keys == nil || pe == nil {
+		return nil
+	}
+	ks := keys.Shape()
+	if len(ks) != 2 || !pe.Shape().Eq(ks) {
+		return failNode(g, "keys + pe of %v and %v", ks, pe.Shape())
+	}
+	hw, d := ks[0], ks[1]
+	return g.ApplyFull("PackKeysPE", tensor.Shape{nn.PackedBLen(d, hw)}, func(o *tensor.Dense, in []*tensor.Dense) error {
+		packKeysPEInto(nn.F32(o), nn.F32(in[0]), nn.F32(in[1]), hw, d)
+		return nil
+	}, keys, pe)
+}
+
+// packKeysPEInto packs (keys + pe)^T, keys and pe (hw, d), into dst.
+func packKeysPEInto(dst, keys, pe []float32, hw, d int) {
+	kpe := nn.Buffer(hw * d)
+	defer nn.Recycle(kpe)
+	const block = 1 << 14
+	nn.ParallelFor((hw*d+block-1)/block, func(lo, hi int) {
+		for i := lo * block; i < min(hi*block, hw*d); i++ {
+			kpe[i] = keys[i] + pe[i]
+		}
+	})
+	nn.PackBInto(dst, true, d, hw, kpe, d)
+}
+
 // tokenToImage is the attention of T tokens q (T, D) to the image: keys
-// kpe (HW, D) (image + PE) and values keys (HW, D) -> (T, D), out
-// projection included.
+// kpe, (image + PE)^T packed by packKeysPE, and values keys (HW, D) -> (T,
+// D), out projection included.
 func (a attention) tokenToImage(g *nn.Graph, p *params, q, kpe, keys *G.Node) *G.Node {
 	ins := []*G.Node{q, kpe, keys,
 		p.node(g, a.q.prefix+".weight"), p.node(g, a.q.prefix+".bias"),
@@ -189,8 +230,8 @@ func (a attention) tokenToImage(g *nn.Graph, p *params, q, kpe, keys *G.Node) *G
 	if g.Err() != nil || q == nil || kpe == nil || keys == nil {
 		return nil
 	}
-	qs, ks := q.Shape(), kpe.Shape()
-	if len(qs) != 2 || len(ks) != 2 || qs[1] != a.q.in || ks[1] != a.q.in || !keys.Shape().Eq(ks) {
+	qs, ks := q.Shape(), keys.Shape()
+	if len(qs) != 2 || len(ks) != 2 || qs[1] != a.q.in || ks[1] != a.q.in || !kpe.Shape().Eq(tensor.Shape{nn.PackedBLen(ks[1], ks[0])}) {
 		return failNode(g, "%s: token to image attention of %v and %v", a.q.prefix, qs, ks)
 	}
 	t, hw, d, di, heads := qs[0], ks[0], a.q.in, a.q.out, a.heads
@@ -213,7 +254,7 @@ func (a attention) tokenToImage(g *nn.Graph, p *params, q, kpe, keys *G.Node) *G
 		// s: scores (heads*T, HW) = gm @ kpe^T
 		s := nn.Buffer(ht * hw)
 		defer nn.Recycle(s)
-		nn.Gemm(false, true, ht, hw, d, 1, gm, d, kpeV, d, 0, s, hw)
+		nn.GemmPacked(false, ht, 1, gm, d, nn.PackedBView(kpeV, true, d, hw), 0, s, hw)
 		nn.SoftmaxRows(s, hw, float32(math.Sqrt(float64(dh))))
 		// r: P @ keys: (heads*T, D)
 		r := nn.Buffer(ht * d)
@@ -233,10 +274,11 @@ func (a attention) tokenToImage(g *nn.Graph, p *params, q, kpe, keys *G.Node) *G
 	}, ins...)
 }
 
-// imageToToken is the attention of the image, queries kpe (HW, D) (image
-// + PE), to T tokens: keys k (T, D) (tokens + PE) and values v (T, D) ->
-// (HW, D), out projection included.
-func (a attention) imageToToken(g *nn.Graph, p *params, kpe, k, v *G.Node) *G.Node {
+// imageToToken is the attention of the image, queries kpe (image + PE of
+// hw tokens, transposed and packed by packKeysPE), to T tokens: keys k (T,
+// D) (tokens + PE) and values v (T, D) -> (HW, D), out projection
+// included.
+func (a attention) imageToToken(g *nn.Graph, p *params, kpe, k, v *G.Node, hw int) *G.Node {
 	ins := []*G.Node{kpe, k, v,
 		p.node(g, a.q.prefix+".weight"), p.node(g, a.q.prefix+".bias"),
 		p.node(g, a.k.prefix+".weight"), p.node(g, a.k.prefix+".bias"),
@@ -245,11 +287,11 @@ func (a attention) imageToToken(g *nn.Graph, p *params, kpe, k, v *G.Node) *G.No
 	if g.Err() != nil || kpe == nil || k == nil || v == nil {
 		return nil
 	}
-	qs, ks := kpe.Shape(), k.Shape()
-	if len(qs) != 2 || len(ks) != 2 || qs[1] != a.q.in || ks[1] != a.k.in || !v.Shape().Eq(ks) {
-		return failNode(g, "%s: image to token attention of %v and %v", a.q.prefix, qs, ks)
+	ks := k.Shape()
+	if len(ks) != 2 || ks[1] != a.k.in || !v.Shape().Eq(ks) || !kpe.Shape().Eq(tensor.Shape{nn.PackedBLen(a.q.in, hw)}) {
+		return failNode(g, "%s: image to token attention of %d pixels and %v", a.q.prefix, hw, ks)
 	}
-	hw, t, d, di, heads := qs[0], ks[0], a.q.in, a.q.out, a.heads
+	t, d, di, heads := ks[0], a.q.in, a.q.out, a.heads
 	dh := di / heads
 	var kPack, vPack nn.PackCache // the weights of the token-side projections
 	return g.ApplyFull("ImageToTokenAttention", tensor.Shape{hw, d}, func(o *tensor.Dense, in []*tensor.Dense) error {
@@ -261,12 +303,12 @@ func (a attention) imageToToken(g *nn.Graph, p *params, kpe, k, v *G.Node) *G.No
 		kPack.Linear(kp, kv, t, d, wk, di, bk)
 		vPack.Linear(vp, vv, t, d, wv, di, bv)
 		ht := heads * t
-		// mq: column h*T+j: W_q,h^T (D x dh) @ k_h[j]
-		mq := nn.Buffer(d * ht)
+		// mq: row h*T+j: k_h[j] @ W_q,h (dh x D)
+		mq := nn.Buffer(ht * d)
 		defer nn.Recycle(mq)
 		cb := make([]float32, ht) // b_q,h . k_h[j]
 		for h := 0; h < heads; h++ {
-			nn.Gemm(true, true, d, t, dh, 1, wq[h*dh*d:], d, kp[h*dh:], di, 0, mq[h*t:], ht)
+			nn.Gemm(false, false, t, d, dh, 1, kp[h*dh:], di, wq[h*dh*d:], d, 0, mq[h*t*d:], d)
 			for j := 0; j < t; j++ {
 				var c float32
 				for e := 0; e < dh; e++ {
@@ -275,19 +317,27 @@ func (a attention) imageToToken(g *nn.Graph, p *params, kpe, k, v *G.Node) *G.No
 				cb[h*t+j] = c
 			}
 		}
-		// s: scores (HW, heads*T) = kpe @ mq
+		// sT: scores transposed (heads*T, HW) = mq @ kpe^T, with kpe^T
+		// packed once for both attentions of the block
+		sT := nn.Buffer(ht * hw)
+		defer nn.Recycle(sT)
+		nn.GemmPacked(false, ht, 1, mq, d, nn.PackedBView(kpeV, true, d, hw), 0, sT, hw)
+		// s: scores (HW, heads*T) = sT^T + the per-key constants
 		s := nn.Buffer(hw * ht)
 		defer nn.Recycle(s)
-		nn.Gemm(false, false, hw, ht, d, 1, kpeV, d, mq, ht, 0, s, ht)
-		div := float32(math.Sqrt(float64(dh)))
-		nn.ParallelFor(hw, func(lo, hi int) {
-			for i := lo; i < hi; i++ {
-				row := s[i*ht : (i+1)*ht]
+		const pix = 256
+		nn.ParallelFor((hw+pix-1)/pix, func(lo, hi int) {
+			for i0 := lo * pix; i0 < min(hi*pix, hw); i0 += pix {
+				i1 := min(i0+pix, hw)
 				for j, c := range cb {
-					row[j] += c
+					col := sT[j*hw+i0 : j*hw+i1]
+					for i, x := range col {
+						s[(i0+i)*ht+j] = x + c
+					}
 				}
 			}
 		})
+		div := float32(math.Sqrt(float64(dh)))
 		nn.SoftmaxRows(s, t, div) // per query and head
 		// z: row h*T+j: v_h[j] @ W_o,h^T (dh -> D)
 		z := nn.Buffer(ht * d)
