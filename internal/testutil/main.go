@@ -1,0 +1,21 @@
+package testutil
+
+import (
+	"flag"
+	"os"
+	"testing"
+
+	"github.com/mam-go/mam-go/nn"
+)
+
+// Main runs a package's tests with recycled buffers poisoned (NaN, see
+// nn.PoisonRecycledBuffers), so that a kernel that leaves part of its
+// output unwritten fails the parity tests; benchmarks run without it.
+// Call it from TestMain.
+func Main(m *testing.M) {
+	flag.Parse()
+	if f := flag.Lookup("test.bench"); f == nil || f.Value.String() == "" {
+		nn.PoisonRecycledBuffers(true)
+	}
+	os.Exit(m.Run())
+}
