@@ -287,14 +287,24 @@ func (c *convOp) run() {
 	}
 	nr := c.kern.nr
 	gw := c.gridCols(c.step, c.gw)
-	perRow := (gw + convBlockPanels*nr - 1) / (convBlockPanels * nr)
-	nb := ((gw+perRow-1)/perRow + nr - 1) / nr * nr // balanced, whole panels
 	g0, g1 := c.gridRows(c.step, c.gh)
-	rows := g1 - g0
+	c.runGrid(g0, g1, gw, convBlockPanels*nr, c.unit)
+}
+
+// runGrid runs fn on units of work, on up to GOMAXPROCS goroutines taking
+// them dynamically (steady under a noisy neighbour): each of rows [r0, r1)
+// of every image, its cols columns split into balanced runs of at most
+// maxCols, rounded up to whole micro-kernel panels (stride, the padded run
+// length fn gets). fn(s, img, row, x0, n, stride) does columns [x0, x0+n).
+func (c *convOp) runGrid(r0, r1, cols, maxCols int, fn func(s *convScratch, img, row, x0, n, stride int)) {
+	nr := c.kern.nr
+	perRow := (cols + maxCols - 1) / maxCols
+	rows := r1 - r0
 	units := c.n * rows * perRow
-	if units == 0 {
+	if units <= 0 {
 		return
 	}
+	stride := ((cols+perRow-1)/perRow + nr - 1) / nr * nr
 	var next atomic.Int64
 	work := func() {
 		s := convScratchPool.Get().(*convScratch)
@@ -305,8 +315,8 @@ func (c *convOp) run() {
 				return
 			}
 			row, blk := u/perRow, u%perRow
-			gx0 := blk * nb
-			c.unit(s, row/rows, g0+row%rows, gx0, min(nb, gw-gx0), nb)
+			x0 := blk * stride
+			fn(s, row/rows, r0+row%rows, x0, min(stride, cols-x0), stride)
 		}
 	}
 	onWorkers(units, work)
@@ -1116,29 +1126,9 @@ func (c *convOp) winogradTiles() int {
 // runWinograd computes the convolution by units of one row of tiles (two
 // output rows) and a run of tiles along it.
 func (c *convOp) runWinograd() {
-	nr := c.kern.nr
 	th, tw := (c.oh+1)/2, c.gridCols(2, (c.ow+1)/2)
-	maxTiles := c.winogradTiles()
-	perRow := (tw + maxTiles - 1) / maxTiles
-	nt := ((tw+perRow-1)/perRow + nr - 1) / nr * nr
 	t0, t1 := c.gridRows(2, th)
-	rows := t1 - t0
-	units := c.n * rows * perRow
-	var next atomic.Int64
-	work := func() {
-		s := convScratchPool.Get().(*convScratch)
-		defer convScratchPool.Put(s)
-		for {
-			u := int(next.Add(1) - 1)
-			if u >= units {
-				return
-			}
-			row, blk := u/perRow, u%perRow
-			tx0 := blk * nt
-			c.winogradUnit(s, row/rows, t0+row%rows, tx0, min(nt, tw-tx0), nt)
-		}
-	}
-	onWorkers(units, work)
+	c.runGrid(t0, t1, tw, c.winogradTiles(), c.winogradUnit)
 }
 
 // winogradUnit computes the tiles (ty, tx0..tx0+ntv) of image img; nt (a

@@ -28,45 +28,18 @@ func packBFor(kern *gemmKernel, transB bool, k, n int, b []float32, ldb int) *Pa
 	if k < 0 || n < 0 {
 		panic("nn: PackB: negative size")
 	}
-	br, bc := k, n
-	if transB {
-		br, bc = n, k
-	}
-	checkMatrix("B", b, br, bc, ldb)
-	p := &PackedB{kern: kern, transB: transB, k: k, n: n, b: b, ldb: ldb}
-	if k == 0 || n == 0 {
-		return p
-	}
-	nr := kern.nr
-	ncMax := blockSize(n, kern.nc, nr)
-	kcMax := blockSize(k, kern.kc, 1)
-	g := &gemmCall{kern: kern, transB: transB, n: n, k: k, b: b, ldb: ldb}
-	for jc := 0; jc < n; jc += ncMax {
-		g.jc, g.nc = jc, min(ncMax, n-jc)
-		g.nPanels = (g.nc + nr - 1) / nr
-		g.packChunk = g.nPanels
-		for pc := 0; pc < k; pc += kcMax {
-			g.pc, g.kc = pc, min(kcMax, k-pc)
-			var mem []float32
-			g.bp = alignedFloats(&mem, g.nPanels*g.kc*nr)
-			g.packBUnit(0)
-			p.blocks = append(p.blocks, g.bp)
-		}
-	}
-	return p
+	var mem []float32
+	return packBInto(kern, alignedFloats(&mem, packedBLen(kern, k, n)), transB, k, n, b, ldb)
 }
 
 // PackedBLen is how many floats PackBInto writes for op(B) of k x n.
-func PackedBLen(k, n int) int {
-	if k <= 0 || n <= 0 {
-		return 0
-	}
-	kern := gemmDefault
-	ncMax := blockSize(n, kern.nc, kern.nr)
+func PackedBLen(k, n int) int { return packedBLen(gemmDefault, k, n) }
+
+func packedBLen(kern *gemmKernel, k, n int) int {
 	total := 0
-	for jc := 0; jc < n; jc += ncMax {
-		total += (min(ncMax, n-jc) + kern.nr - 1) / kern.nr * kern.nr * k
-	}
+	(&PackedB{kern: kern, k: k, n: n}).forBlocks(func(_, nc, _, kc int) {
+		total += (nc + kern.nr - 1) / kern.nr * kern.nr * kc
+	})
 	return total
 }
 
@@ -75,20 +48,25 @@ func PackedBLen(k, n int) int {
 // instead of fresh memory: the packing of an operand computed at run time,
 // shared by several products. PackedBView rebuilds the result from dst.
 func PackBInto(dst []float32, transB bool, k, n int, b []float32, ldb int) *PackedB {
-	if len(dst) < PackedBLen(k, n) {
+	return packBInto(gemmDefault, dst, transB, k, n, b, ldb)
+}
+
+func packBInto(kern *gemmKernel, dst []float32, transB bool, k, n int, b []float32, ldb int) *PackedB {
+	if len(dst) < packedBLen(kern, k, n) {
 		panic("nn: PackBInto: destination too short")
 	}
-	p := packedBLayout(dst, transB, k, n)
 	br, bc := k, n
 	if transB {
 		br, bc = n, k
 	}
 	checkMatrix("B", b, br, bc, ldb)
-	g := &gemmCall{kern: p.kern, transB: transB, n: n, k: k, b: b, ldb: ldb}
+	p := packedBLayout(kern, dst, transB, k, n)
+	p.b, p.ldb = b, ldb
+	g := &gemmCall{kern: kern, transB: transB, n: n, k: k, b: b, ldb: ldb}
 	i := 0
 	p.forBlocks(func(jc, nc, pc, kc int) {
 		g.jc, g.nc, g.pc, g.kc = jc, nc, pc, kc
-		g.nPanels = (nc + p.kern.nr - 1) / p.kern.nr
+		g.nPanels = (nc + kern.nr - 1) / kern.nr
 		g.packChunk = g.nPanels
 		g.bp = p.blocks[i]
 		g.packBUnit(0)
@@ -104,16 +82,16 @@ func PackedBView(buf []float32, transB bool, k, n int) *PackedB {
 	if len(buf) < PackedBLen(k, n) {
 		panic("nn: PackedBView: buffer too short")
 	}
-	return packedBLayout(buf, transB, k, n)
+	return packedBLayout(gemmDefault, buf, transB, k, n)
 }
 
 // packedBLayout cuts buf into the blocks of op(B) k x n, in the order of
 // gemmCall.run's loop nest.
-func packedBLayout(buf []float32, transB bool, k, n int) *PackedB {
-	p := &PackedB{kern: gemmDefault, transB: transB, k: k, n: n}
+func packedBLayout(kern *gemmKernel, buf []float32, transB bool, k, n int) *PackedB {
+	p := &PackedB{kern: kern, transB: transB, k: k, n: n}
 	off := 0
-	p.forBlocks(func(jc, nc, pc, kc int) {
-		size := (nc + p.kern.nr - 1) / p.kern.nr * p.kern.nr * kc
+	p.forBlocks(func(_, nc, _, kc int) {
+		size := (nc + kern.nr - 1) / kern.nr * kern.nr * kc
 		p.blocks = append(p.blocks, buf[off:off+size])
 		off += size
 	})

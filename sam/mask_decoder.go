@@ -192,10 +192,10 @@ func (d *MaskDecoder) flattenInputs(emb, pe, dense *tensor.Dense) (src, pos, src
 	}
 	// The first block's image side, the same for every prompt on an image
 	// (without a mask prompt), packed once.
-	if n := nn.PackedBLen(dim, e*e); changed || d.srcPE == nil || d.srcPE.Shape().TotalSize() != n {
-		if d.srcPE == nil || d.srcPE.Shape().TotalSize() != n {
-			d.srcPE = nn.NewDense(nil, n)
-		}
+	if n := nn.PackedBLen(dim, e*e); d.srcPE == nil || d.srcPE.Shape().TotalSize() != n {
+		d.srcPE, changed = nn.NewDense(nil, n), true
+	}
+	if changed {
 		packKeysPEInto(nn.F32(d.srcPE), nn.F32(d.srcFlat), nn.F32(d.peFlat), e*e, dim)
 	}
 	return d.srcFlat, d.peFlat, d.srcPE
@@ -320,7 +320,7 @@ func pixelShuffleWeights(weight, bias *tensor.Dense) (*tensor.Dense, *tensor.Den
 // per-pixel product of a ConvTranspose2d(k2, s2) (pixelShuffleWeights),
 // viewed as (rows*4, out/4): every input pixel becomes 4 rows, one per
 // output phase.
-func pixelLinear(g *nn.Graph, name string, x, w, b *G.Node, post func(out []float32, rows, cols int)) *G.Node {
+func pixelLinear(g *nn.Graph, name string, x, w, b *G.Node) *G.Node {
 	if g.Err() != nil || x == nil || w == nil || b == nil {
 		return nil
 	}
@@ -338,7 +338,6 @@ func pixelLinear(g *nn.Graph, name string, x, w, b *G.Node, post func(out []floa
 		})
 		// (rows, 4*Cout) = x (rows, Cin) @ w (Cin, 4*Cout) + bias
 		nn.Gemm(false, false, rows, out, in, 1, nn.F32(v[0]), in, nn.F32(v[1]), out, 1, dst, out)
-		post(dst, rows*4, out/4)
 		return nil
 	}, x, w, b)
 }
@@ -352,7 +351,7 @@ func (d *MaskDecoder) upscaleStage1(g *nn.Graph, p *params, keys *G.Node) *G.Nod
 	if g.Err() != nil {
 		return nil
 	}
-	x := pixelLinear(g, "UpscaleConvT1", keys, p.node(g, d.upscale1+".weight_px"), p.node(g, d.upscale1+".bias_px"), func(out []float32, rows, cols int) {})
+	x := pixelLinear(g, "UpscaleConvT1", keys, p.node(g, d.upscale1+".weight_px"), p.node(g, d.upscale1+".bias_px"))
 	return g.ApplyFull("UpscaleLN2dGELU", x.Shape(), func(o *tensor.Dense, v []*tensor.Dense) error {
 		s := v[0].Shape()
 		layerNormRows(nn.F32(o), nn.F32(v[0]), s[0], s[1], nn.F32(v[1]), nn.F32(v[2]), 1e-6) // LayerNorm2d

@@ -287,13 +287,17 @@ func (r *Prediction) Mask(k int) []float32 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.masks[k] == nil {
-		ls := r.LowRes.Shape()
-		n := ls[2] * ls[3]
-		m := make([]float32, r.oh*r.ow)
-		r.cfg.postprocessMask(m, nn.F32(r.LowRes)[k*n:(k+1)*n], ls[2], ls[3], r.newh, r.neww, r.oh, r.ow)
-		r.masks[k] = m
+		r.masks[k] = make([]float32, r.oh*r.ow)
+		r.postprocess(r.masks[k], k)
 	}
 	return r.masks[k]
+}
+
+// postprocess writes mask k's logits at the original size to dst.
+func (r *Prediction) postprocess(dst []float32, k int) {
+	ls := r.LowRes.Shape()
+	n := ls[2] * ls[3]
+	r.cfg.postprocessMask(dst, nn.F32(r.LowRes)[k*n:(k+1)*n], ls[2], ls[3], r.newh, r.neww, r.oh, r.ow)
 }
 
 // Masks returns every mask's logits at the original size, (1, K, H, W),
@@ -317,12 +321,9 @@ func (r *Prediction) Binary(k int) []bool {
 	m := r.masks[k]
 	r.mu.Unlock()
 	if m == nil {
-		scratch := nn.Buffer(r.oh * r.ow)
-		defer nn.Recycle(scratch)
-		ls := r.LowRes.Shape()
-		n := ls[2] * ls[3]
-		r.cfg.postprocessMask(scratch, nn.F32(r.LowRes)[k*n:(k+1)*n], ls[2], ls[3], r.newh, r.neww, r.oh, r.ow)
-		m = scratch
+		m = nn.Buffer(r.oh * r.ow)
+		defer nn.Recycle(m)
+		r.postprocess(m, k)
 	}
 	out := make([]bool, len(m))
 	for i, v := range m {
