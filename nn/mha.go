@@ -123,3 +123,84 @@ func (g *Graph) MHA(q, k, v *G.Node, heads int) *G.Node {
 		return nil
 	}, q, k, v)
 }
+
+// MaskedMHAInto is MHAInto where query row i attends only to the keys j
+// with mask[i*nk+j] true (nq x nk, row-major; nil attends everywhere), as
+// torch.nn.MultiheadAttention with a boolean attn_mask (there true means
+// "masked", the negation of this mask) and BERT's additive attention mask
+// compute it. A row with no allowed key attends uniformly to every key, as
+// BERT's large negative additive mask makes it.
+func MaskedMHAInto(out, q, k, v []float32, nq, nk, heads, d int, mask []bool) {
+	if mask == nil {
+		MHAInto(out, q, k, v, nq, nk, heads, d)
+		return
+	}
+	dim := heads * d
+	if nq == 0 || dim == 0 {
+		return
+	}
+	if nk == 0 {
+		clear(out[:nq*dim])
+		return
+	}
+	scale := float32(math.Sqrt(float64(d)))
+	blocks := (nq + mhaRowBlock - 1) / mhaRowBlock
+	ninf := float32(math.Inf(-1))
+	ParallelFor(heads*blocks, func(lo, hi int) {
+		scores := pool.take(min(mhaRowBlock, nq) * nk)
+		if scores == nil {
+			scores = make([]float32, min(mhaRowBlock, nq)*nk)
+		}
+		defer pool.put(scores)
+		for task := lo; task < hi; task++ {
+			h, blk := task/blocks, task%blocks
+			r0 := blk * mhaRowBlock
+			rows := min(mhaRowBlock, nq-r0)
+			s := scores[:rows*nk]
+			// s (rows, nk) = q_h (rows, d) @ k_h^T (d, nk)
+			Gemm(false, true, rows, nk, d, 1, q[r0*dim+h*d:], dim, k[h*d:], dim, 0, s, nk)
+			for r := 0; r < rows; r++ {
+				row, m := s[r*nk:(r+1)*nk], mask[(r0+r)*nk:(r0+r+1)*nk]
+				any := false
+				for j, ok := range m {
+					if ok {
+						any = true
+					} else {
+						row[j] = ninf
+					}
+				}
+				if !any {
+					clear(row) // every key equally
+				}
+				softmaxScaled(row, scale)
+			}
+			// out_h (rows, d) = s (rows, nk) @ v_h (nk, d)
+			Gemm(false, false, rows, d, nk, 1, s, nk, v[h*d:], dim, 0, out[r0*dim+h*d:], dim)
+		}
+	})
+}
+
+// MaskedMHA adds multi-head attention over projected q (Nq, D), k and v
+// (Nk, D) where query i attends only to keys j with mask[i*Nk+j] true
+// (MaskedMHAInto); mask is read when the graph runs and must not change
+// meanwhile; nil is MHA.
+func (g *Graph) MaskedMHA(q, k, v *Node, heads int, mask []bool) *Node {
+	if !g.ok(q, k, v) {
+		return nil
+	}
+	qs, ks, vs := shapeOf(q), shapeOf(k), shapeOf(v)
+	if len(qs) != 2 || len(ks) != 2 || len(vs) != 2 || ks[1] != qs[1] || vs[1] != qs[1] || vs[0] != ks[0] {
+		return g.fail("masked mha: q %v, k %v, v %v: want (Nq, D), (Nk, D), (Nk, D)", qs, ks, vs)
+	}
+	nq, nk, dim := qs[0], ks[0], qs[1]
+	if heads <= 0 || dim%heads != 0 {
+		return g.fail("masked mha: %d heads do not divide width %d", heads, dim)
+	}
+	if mask != nil && len(mask) != nq*nk {
+		return g.fail("masked mha: mask of %d values for %d x %d", len(mask), nq, nk)
+	}
+	return g.OpFull("MaskedMHA", qs, func(out []float32, in [][]float32) error {
+		MaskedMHAInto(out, in[0], in[1], in[2], nq, nk, heads, dim/heads, mask)
+		return nil
+	}, q, k, v)
+}

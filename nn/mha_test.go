@@ -129,3 +129,65 @@ func TestGraphMHAErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestMaskedMHA(t *testing.T) {
+	rng := rand.New(rand.NewSource(4))
+	nq, nk, heads, d := 5, 7, 2, 3
+	dim := heads * d
+	rnd := func(n int) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(rng.NormFloat64())
+		}
+		return v
+	}
+	q, k, v := rnd(nq*dim), rnd(nk*dim), rnd(nk*dim)
+	mask := make([]bool, nq*nk)
+	for i := range mask {
+		mask[i] = rng.Intn(3) > 0
+	}
+	for j := 0; j < nk; j++ {
+		mask[2*nk+j] = false // row 2: nothing allowed -> uniform
+	}
+	got := make([]float32, nq*dim)
+	MaskedMHAInto(got, q, k, v, nq, nk, heads, d, mask)
+	for i := 0; i < nq; i++ {
+		for h := 0; h < heads; h++ {
+			var s []float64
+			mx := math.Inf(-1)
+			any := false
+			for j := 0; j < nk; j++ {
+				any = any || mask[i*nk+j]
+			}
+			for j := 0; j < nk; j++ {
+				var dot float64
+				for c := 0; c < d; c++ {
+					dot += float64(q[i*dim+h*d+c]) * float64(k[j*dim+h*d+c])
+				}
+				dot /= math.Sqrt(float64(d))
+				if any && !mask[i*nk+j] {
+					dot = math.Inf(-1)
+				}
+				if !any {
+					dot = 0
+				}
+				s = append(s, dot)
+				mx = math.Max(mx, dot)
+			}
+			var sum float64
+			for j := range s {
+				s[j] = math.Exp(s[j] - mx)
+				sum += s[j]
+			}
+			for c := 0; c < d; c++ {
+				var want float64
+				for j := range s {
+					want += s[j] / sum * float64(v[j*dim+h*d+c])
+				}
+				if diff := math.Abs(want - float64(got[i*dim+h*d+c])); diff > 1e-5 {
+					t.Fatalf("out[%d][%d] = %v, want %v", i, h*d+c, got[i*dim+h*d+c], want)
+				}
+			}
+		}
+	}
+}

@@ -168,6 +168,7 @@ type Graph struct {
 	g      *G.ExprGraph
 	err    error
 	inputs map[string]*G.Node
+	params map[string]*G.Node
 	state  *runState
 	ops    map[*G.Node]*funcOp
 	kept   map[*G.Node]bool
@@ -175,7 +176,7 @@ type Graph struct {
 
 // NewGraph returns an empty graph.
 func NewGraph() *Graph {
-	return &Graph{g: G.NewGraph(), inputs: map[string]*G.Node{}, state: &runState{}, ops: map[*G.Node]*funcOp{}, kept: map[*G.Node]bool{}}
+	return &Graph{g: G.NewGraph(), inputs: map[string]*G.Node{}, params: map[string]*G.Node{}, state: &runState{}, ops: map[*G.Node]*funcOp{}, kept: map[*G.Node]bool{}}
 }
 
 // ExprGraph exposes the underlying gorgonia graph.
@@ -312,6 +313,23 @@ func (m *Machine) Run(ctx context.Context, inputs map[string]*tensor.Dense) erro
 		return err
 	}
 	return nil
+}
+
+// Exec is Run with inputs given as flat float32 values, each of the shape
+// its Input declared.
+func (m *Machine) Exec(ctx context.Context, inputs map[string][]float32) error {
+	in := make(map[string]*tensor.Dense, len(inputs))
+	for name, v := range inputs {
+		n, ok := m.g.inputs[name]
+		if !ok {
+			return fmt.Errorf("nn: %q is not an input of the graph", name)
+		}
+		if len(v) != n.Shape().TotalSize() {
+			return fmt.Errorf("nn: input %q has %d values, graph wants shape %v", name, len(v), n.Shape())
+		}
+		in[name] = tensor.New(tensor.WithShape(n.Shape().Clone()...), tensor.WithBacking(v))
+	}
+	return m.Run(ctx, in)
 }
 
 // Value returns a node's value after Run as a dense float32 tensor.
