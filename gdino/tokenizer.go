@@ -311,6 +311,19 @@ type wpState struct {
 // basic runs BasicTokenizer over s and WordPiece over its words.
 func (w *wpState) basic(s string) {
 	for _, r := range s {
+		if r < utf8.RuneSelf { // fast path, same decisions as below
+			switch {
+			case r == ' ' || r == '\t' || r == '\n' || r == '\r':
+				w.flushWord()
+			case r < 0x20 || r == 0x7f:
+				// control: dropped
+			case 'A' <= r && r <= 'Z':
+				w.word = append(w.word, byte(r)+'a'-'A')
+			default:
+				w.word = append(w.word, byte(r))
+			}
+			continue
+		}
 		// Per-character lowercasing (transformers lowercases the non-special
 		// text character by character before the basic tokenizer runs).
 		if r == 'İ' {
