@@ -1,6 +1,7 @@
 package gdino
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -19,7 +20,13 @@ var gdinoSignature = []string{"bert.embeddings.word_embeddings.weight", "feat_ma
 // the same names. A file that lacks GroundingDINO's text tensors (another
 // model's checkpoint) is an error wrapping weights.ErrMissing.
 func LoadWeights(path string) (*weights.Store, error) {
-	s, err := weights.Open(path)
+	return LoadWeightsContext(context.Background(), path)
+}
+
+// LoadWeightsContext is LoadWeights, stopping with ctx's error when ctx is
+// cancelled while the tensors are read.
+func LoadWeightsContext(ctx context.Context, path string) (*weights.Store, error) {
+	s, err := weights.OpenContext(ctx, path)
 	if err != nil {
 		return nil, fmt.Errorf("gdino: load: %w", err)
 	}

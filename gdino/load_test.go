@@ -1,6 +1,7 @@
 package gdino
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -174,6 +175,11 @@ func TestLoadWeightsBadFiles(t *testing.T) {
 	}
 	if _, err := LoadWeights(filepath.Join(dir, "absent.pth")); err == nil {
 		t.Error("absent file: no error")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := LoadWeightsContext(ctx, testutil.Golden("gdino_tiny", "weights", "gdino.pth")); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled load: %v", err)
 	}
 	npz := filepath.Join(dir, "gdino.npz")
 	if err := weights.WriteNPZ(npz, bertTinyStore(t)); err != nil {
