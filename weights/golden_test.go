@@ -3,6 +3,7 @@ package weights_test
 import (
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/mam-go/mam-go/internal/testutil"
@@ -156,5 +157,34 @@ func TestOpenMAM(t *testing.T) {
 	}
 	if s.Len() != 184 {
 		t.Errorf("%d tensors, want 184", s.Len())
+	}
+}
+
+// TestOpenGroundingDINO checks the layout of the released
+// groundingdino_swint_ogc.pth on the golden tiny copy: a torch.save of
+// {"model": state_dict} whose names all start with "module.", int64
+// buffers, and one storage shared by two groups of names.
+func TestOpenGroundingDINO(t *testing.T) {
+	c, err := weights.OpenCheckpoint(testutil.Golden("gdino_tiny", "weights", "gdino.pth"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	names := c.Names()
+	if c.Format() != weights.FormatPTH || len(names) != 380 || len(c.Meta()) != 0 {
+		t.Errorf("format %s, %d tensors, meta %v: want pth, 380, none", c.Format(), len(names), c.Meta())
+	}
+	for _, n := range names {
+		if strings.HasPrefix(n, "module.") {
+			t.Fatalf("%q: module. prefix kept", n)
+		}
+	}
+	if info, ok := c.Info("bert.embeddings.position_ids"); !ok || info.DType != weights.Int64 || !slices.Equal(info.Shape, []int{1, 512}) {
+		t.Errorf("position_ids: %+v (present %v)", info, ok)
+	}
+	a, errA := c.Load("bbox_embed.1.layers.2.weight")
+	b, errB := c.Load("transformer.decoder.bbox_embed.1.layers.2.weight")
+	if errA != nil || errB != nil || !slices.Equal(a.Shape, []int{4, 256}) || !slices.Equal(a.F32, b.F32) {
+		t.Errorf("shared bbox_embed: %v %v", errA, errB)
 	}
 }

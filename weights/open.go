@@ -276,8 +276,10 @@ func (c *Checkpoint) Close() error {
 }
 
 // Open loads every tensor of a weights file into a Store: a .pth/.pt file
-// (a plain state dict, or a training checkpoint whose "state_dict" is
-// taken), a .npz archive, or a directory of .npy files. See OpenCheckpoint.
+// (a plain state dict, a training checkpoint whose "state_dict" is taken,
+// or a {"model": state_dict} file such as GroundingDINO's released
+// checkpoints), a .npz archive, or a directory of .npy files. See
+// OpenCheckpoint.
 func Open(path string) (*Store, error) { return OpenContext(context.Background(), path) }
 
 // OpenContext is Open, stopping with ctx's error when ctx is cancelled.
