@@ -170,3 +170,24 @@ func samplingLocations(g *nn.Graph, off, ref *nn.Node, shapes [][2]int, heads, p
 		return nil
 	}, off, ref)
 }
+
+// forwardReLU is relu(forward(x)) as one op: x (rows, in) -> (rows, out).
+func (l encLinear) forwardReLU(g *nn.Graph, x *nn.Node) *nn.Node {
+	if x == nil {
+		return nil
+	}
+	xs := nn.Shape(x)
+	if len(xs) != 2 || xs[1] != l.in {
+		return g.Errorf("gdino: linear+relu: input %v for %d inputs", xs, l.in)
+	}
+	rows := xs[0]
+	return g.OpFull("LinearReLU", []int{rows, l.out}, func(out []float32, in [][]float32) error {
+		nn.LinearRows(out, in[0], rows, l.in, in[1], l.out, in[2])
+		const block = 1 << 14
+		nn.ParallelFor((len(out)+block-1)/block, func(lo, hi int) {
+			o := out[lo*block : min(hi*block, len(out))]
+			nn.ReLUSlice(o, o)
+		})
+		return nil
+	}, x, l.w.node(g), l.b.node(g))
+}
