@@ -148,7 +148,7 @@ func (l *decoderLayer) forward(g *nn.Graph, nodes *decoderLayerNodes, tgt, memor
 	tgt = kp(l.norm1.forward(g, g.Add(tgt, ca)))
 	nodes.AfterCAImg = tgt
 	// FFN: tgt = norm3(tgt + linear2(relu(linear1(tgt))))
-	h := g.ReLU(l.linear1.forward(g, tgt))                            // (k, ffn)
+	h := l.linear1.forwardReLU(g, tgt)                                // (k, ffn)
 	nodes.Out = kp(l.norm3.forward(g, l.linear2.residual(g, h, tgt))) // (k, d)
 }
 
