@@ -137,7 +137,7 @@ func TestPostprocessThresholds(t *testing.T) {
 	ids := tok.Encode("cat . dog .") // [CLS] cat . dog . [SEP]
 	ninf := float32(math.Inf(-1))
 	x := float32(-0.7)
-	at := sigmoid32(x) // a threshold some logit hits exactly
+	at := sigmoid32(x)           // a threshold some logit hits exactly
 	up := math.Nextafter32(x, 1) // the next logit whose probability is above
 	for sigmoid32(up) <= at {
 		up = math.Nextafter32(up, 1)
