@@ -3,7 +3,9 @@ package gdino
 import (
 	"context"
 	"math"
+	"math/rand"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -305,4 +307,50 @@ func TestSelectQueriesSmallAndBad(t *testing.T) {
 	if _, err := tr.selectQueries(cctx, mem, text, shapes, nil); err == nil {
 		t.Error("cancelled: no error")
 	}
+}
+
+func TestTransformerUsesItsParameters(t *testing.T) {
+	s, err := weights.Open(testutil.Golden("gdino_tiny", "weights", "gdino.pth"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := nn.NewParams(s)
+	newTransformer(p, Tiny())
+	if err := p.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range p.Unused() {
+		mine := strings.HasPrefix(name, "bbox_embed.") || strings.HasPrefix(name, "transformer.") && !strings.HasPrefix(name, "transformer.encoder.")
+		if mine {
+			t.Errorf("%s is not used", name)
+		}
+	}
+}
+
+// BenchmarkSelectQueriesSwinT times the query selection at full size (S =
+// 17821, 900 queries, 6 text tokens), random weights.
+func BenchmarkSelectQueriesSwinT(b *testing.B) {
+	cfg := SwinTOGC()
+	p := nn.RandomParams(1, nil)
+	tr := newTransformer(p, cfg)
+	shapes := [][2]int{{100, 134}, {50, 67}, {25, 34}, {13, 17}}
+	rng := rand.New(rand.NewSource(3))
+	mem, text := make([]float32, 17821*256), make([]float32, 6*256)
+	for i := range mem {
+		mem[i] = float32(rng.NormFloat64())
+	}
+	for i := range text {
+		text[i] = float32(rng.NormFloat64())
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := decCPUTime()
+	for i := 0; i < b.N; i++ {
+		if _, err := tr.selectQueries(ctx, mem, text, shapes, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric((decCPUTime()-cpu0).Seconds()/float64(b.N), "cpu-s/op")
 }
