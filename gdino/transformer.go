@@ -393,6 +393,10 @@ func (t *transformer) decode(g *nn.Graph, memory, memoryText, refUnsig *nn.Node,
 	k := rs[0]
 	tgt := g.Param(fmt.Sprintf("transformer.tgt_embed.weight[:%d]", k), t.tgtEmbed[:k*d], k, d)
 	layers, last := t.decoder.forward(g, tgt, memory, memoryText, refUnsig, shapes, starts, keep)
+	if len(layers) == 0 {
+		g.Errorf("gdino: decoder: no layers")
+		return &decoded{}
+	}
 	out := &decoded{layers: layers, tgt: tgt, last: last}
 	for l := range layers {
 		if !keep && l < len(layers)-1 {
@@ -405,9 +409,7 @@ func (t *transformer) decode(g *nn.Graph, memory, memoryText, refUnsig *nn.Node,
 			g.Keep(ln.Boxes)
 		}
 	}
-	if n := len(layers); n > 0 {
-		out.Logits, out.Boxes = layers[n-1].Logits, layers[n-1].Boxes
-	}
+	out.Logits, out.Boxes = layers[len(layers)-1].Logits, layers[len(layers)-1].Boxes
 	return out
 }
 
