@@ -87,6 +87,9 @@ func levelStarts(shapes [][2]int) []int {
 // padding (batch 1) every mask is false and every valid ratio is 1.
 func (t *transformer) flatten(g *nn.Graph, srcs, pos []*nn.Node) (src, lvlPos *nn.Node, starts []int) {
 	d := t.cfg.HiddenDim
+	if g.Err() != nil {
+		return nil, nil, nil
+	}
 	if len(srcs) == 0 || len(srcs) != len(pos) || len(srcs) > t.cfg.NumLevels {
 		g.Errorf("gdino: transformer: %d levels and %d position embeddings (at most %d)", len(srcs), len(pos), t.cfg.NumLevels)
 		return nil, nil, nil
@@ -385,6 +388,9 @@ type decoded struct {
 // last layer's heads are.
 func (t *transformer) decode(g *nn.Graph, memory, memoryText, refUnsig *nn.Node, shapes [][2]int, starts []int, keep bool) *decoded {
 	d := t.cfg.HiddenDim
+	if g.Err() != nil {
+		return &decoded{}
+	}
 	rs := nn.Shape(refUnsig)
 	if len(rs) != 2 || rs[1] != 4 || rs[0] < 1 || rs[0] > t.cfg.NumQueries {
 		g.Errorf("gdino: decoder: references of shape %v, want (k, 4) with k <= %d", rs, t.cfg.NumQueries)

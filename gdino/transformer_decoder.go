@@ -89,7 +89,11 @@ func (dec *transformerDecoder) forward(g *nn.Graph, tgt, memory, memoryText, ref
 // repeatLevels is reference_points[:, :, None] * valid_ratios with every
 // ratio 1: ref (k, 4) repeated over the levels -> (k, levels, 4).
 func repeatLevels(g *nn.Graph, ref *nn.Node, levels int) *nn.Node {
-	k := nn.Shape(ref)[0]
+	rs := nn.Shape(ref)
+	if len(rs) != 2 || rs[1] != 4 {
+		return g.Errorf("gdino: decoder: reference of shape %v, want (k, 4)", rs)
+	}
+	k := rs[0]
 	return g.OpFull("reference_points_input", []int{k, levels, 4}, func(out []float32, in [][]float32) error {
 		for q := 0; q < k; q++ {
 			for l := 0; l < levels; l++ {

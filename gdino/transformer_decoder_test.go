@@ -96,6 +96,30 @@ func TestDecodeBadShapes(t *testing.T) {
 	}
 }
 
+func TestDecodeAfterGraphError(t *testing.T) {
+	// A graph that already failed builds nothing more and does not panic,
+	// whatever the nodes.
+	tr := decTinyTransformer(t)
+	g := nn.NewGraph()
+	g.Errorf("earlier failure")
+	out := tr.decode(g, nil, nil, nil, decShapes, levelStarts(decShapes), true)
+	if out == nil || out.Logits != nil {
+		t.Error("outputs from a failed graph")
+	}
+	g = nn.NewGraph()
+	bad := g.Input("x", 3, 5)
+	sineEmbed(g, bad)
+	repeatLevels(g, nil, 4)
+	if g.Err() == nil {
+		t.Error("bad positions: no error")
+	}
+	g = nn.NewGraph()
+	src, pos, starts := tr.flatten(g, []*nn.Node{nil}, []*nn.Node{nil})
+	if g.Err() == nil || src != nil || pos != nil || starts != nil {
+		t.Error("nil levels: no error")
+	}
+}
+
 // BenchmarkDecoderSwinT times the Swin-T OGC decoder and heads (6 layers,
 // 900 queries, FFN 2048) on the levels of an 800x1065 image (S = 17821)
 // with a 6-token caption, random weights.

@@ -245,7 +245,11 @@ func sineEmbedInto(dst, pos []float32, rows int, dims []float32) {
 
 // sineEmbed is sineEmbedInto as an op: (nq, 4) -> (nq, 512).
 func sineEmbed(g *nn.Graph, pos *nn.Node) *nn.Node {
-	rows := nn.Shape(pos)[0]
+	ps := nn.Shape(pos)
+	if len(ps) != 2 || ps[1] != 4 {
+		return g.Errorf("gdino: query sine embedding: positions of shape %v, want (k, 4)", ps)
+	}
+	rows := ps[0]
 	dims := sineDims()
 	return g.OpFull("query_sine_embed", []int{rows, 4 * sineFeats}, func(out []float32, in [][]float32) error {
 		sineEmbedInto(out, in[0], rows, dims)
