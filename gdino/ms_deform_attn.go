@@ -1,0 +1,193 @@
+package gdino
+
+import "github.com/mam-go/mam-go/nn"
+
+// Multi-scale deformable attention (ms_deform_attn.py
+// MultiScaleDeformableAttention, batch_first): each query samples every
+// level at a few points around its reference, with offsets and weights
+// predicted from the query. The encoder's layers use 2-d reference points,
+// the decoder's cross-attention 4-d reference boxes.
+
+// encParam is a checkpoint tensor fetched by a constructor and declared as
+// a graph parameter (bound once, not copied) by forward.
+type encParam struct {
+	name  string // full state-dict name, the parameter's name in the graph
+	data  []float32
+	shape []int
+}
+
+func newEncParam(p *nn.Params, name string, shape ...int) encParam {
+	return encParam{name: p.Prefix() + name, data: p.Floats(name, shape...), shape: shape}
+}
+
+func (t encParam) node(g *nn.Graph) *nn.Node { return g.Param(t.name, t.data, t.shape...) }
+
+// encLinear is a torch nn.Linear(in, out) with bias.
+type encLinear struct {
+	w, b    encParam
+	in, out int
+}
+
+func newEncLinear(p *nn.Params, in, out int) encLinear {
+	return encLinear{w: newEncParam(p, "weight", out, in), b: newEncParam(p, "bias", out), in: in, out: out}
+}
+
+// forward is x (..., in) -> (..., out).
+func (l encLinear) forward(g *nn.Graph, x *nn.Node) *nn.Node {
+	return g.Linear(x, l.w.node(g), l.b.node(g))
+}
+
+// residual is res + forward(x), fused.
+func (l encLinear) residual(g *nn.Graph, x, res *nn.Node) *nn.Node {
+	return g.LinearResidual(x, l.w.node(g), l.b.node(g), res)
+}
+
+// encLayerNorm is a torch nn.LayerNorm(d) (eps 1e-5).
+type encLayerNorm struct{ w, b encParam }
+
+func newEncLayerNorm(p *nn.Params, d int) encLayerNorm {
+	return encLayerNorm{w: newEncParam(p, "weight", d), b: newEncParam(p, "bias", d)}
+}
+
+func (l encLayerNorm) forward(g *nn.Graph, x *nn.Node) *nn.Node {
+	return g.LayerNorm(x, l.w.node(g), l.b.node(g), 1e-5)
+}
+
+// msDeformAttn is MultiScaleDeformableAttention: value_proj,
+// sampling_offsets, attention_weights and output_proj around the sampling
+// core (nn.MSDeformAttn).
+type msDeformAttn struct {
+	valueProj, samplingOffsets, attentionWeights, outputProj encLinear
+	dim, heads, levels, points                               int
+}
+
+// newMSDeformAttn fetches the module's four linears from p (the module's
+// prefix, e.g. "transformer.encoder.layers.0.self_attn").
+func newMSDeformAttn(p *nn.Params, dim, heads, levels, points int) *msDeformAttn {
+	return &msDeformAttn{
+		valueProj:        newEncLinear(p.Sub("value_proj"), dim, dim),
+		samplingOffsets:  newEncLinear(p.Sub("sampling_offsets"), dim, heads*levels*points*2),
+		attentionWeights: newEncLinear(p.Sub("attention_weights"), dim, heads*levels*points),
+		outputProj:       newEncLinear(p.Sub("output_proj"), dim, dim),
+		dim:              dim, heads: heads, levels: levels, points: points,
+	}
+}
+
+// forward attends from query (Nq, dim) (the position embedding already
+// added) over value (S, dim), the levels' flattened maps: shapes[l] =
+// (H_l, W_l), starting at row starts[l]. ref is (Nq, levels, 2), reference
+// points (x, y) in [0, 1] units, or (Nq, levels, 4), reference boxes (cx,
+// cy, w, h). The result is (Nq, dim).
+//
+// No value position is padding at batch 1, so key_padding_mask is not
+// taken.
+func (m *msDeformAttn) forward(g *nn.Graph, query, value, ref *nn.Node, shapes [][2]int, starts []int) *nn.Node {
+	return m.forwardDump(g, query, value, ref, shapes, starts, nil, "")
+}
+
+// forwardDump is forward that, with dump not nil, also keeps the internals
+// under prefix+"_value" (value_proj's output, (S, dim)),
+// "_sampling_locations" (Nq, heads, levels, points, 2),
+// "_attention_weights" (Nq, heads, levels, points, after the softmax) and
+// "_core" (Nq, dim, before output_proj): the golden files'
+// enc0_deform_* and dec0_deform_*.
+func (m *msDeformAttn) forwardDump(g *nn.Graph, query, value, ref *nn.Node, shapes [][2]int, starts []int, dump map[string]*nn.Node, prefix string) *nn.Node {
+	if g.Err() != nil {
+		return nil
+	}
+	if len(shapes) != m.levels || len(starts) != m.levels {
+		return g.Errorf("gdino: ms deform attn: %d level shapes and %d starts for %d levels", len(shapes), len(starts), m.levels)
+	}
+	qs, rs := nn.Shape(query), nn.Shape(ref)
+	if len(qs) != 2 || qs[1] != m.dim || len(rs) != 3 || rs[0] != qs[0] || rs[1] != m.levels || (rs[2] != 2 && rs[2] != 4) {
+		return g.Errorf("gdino: ms deform attn: query %v and reference %v (want (Nq, %d) and (Nq, %d, 2 or 4))", qs, rs, m.dim, m.levels)
+	}
+	v := m.valueProj.forward(g, value)                                   // (S, dim)
+	off := m.samplingOffsets.forward(g, query)                           // (Nq, heads*levels*points*2)
+	loc := samplingLocations(g, off, ref, shapes, m.heads, m.points)     // (Nq, heads, levels, points, 2)
+	w := m.softmaxWeights(g, m.attentionWeights.forward(g, query))       // (Nq, heads, levels, points)
+	core := g.MSDeformAttn(v, loc, w, shapes, starts, m.heads, m.points) // (Nq, dim)
+	out := m.outputProj.forward(g, core)                                 // (Nq, dim)
+	if dump != nil {
+		for name, n := range map[string]*nn.Node{"_value": v, "_sampling_locations": loc, "_attention_weights": w, "_core": core} {
+			if n != nil {
+				dump[prefix+name] = g.Keep(n)
+			}
+		}
+	}
+	return out
+}
+
+// softmaxWeights is attention_weights' softmax over the levels*points
+// entries of each head: (Nq, heads*levels*points) -> (Nq, heads, levels,
+// points).
+func (m *msDeformAttn) softmaxWeights(g *nn.Graph, w *nn.Node) *nn.Node {
+	if w == nil {
+		return nil
+	}
+	nq := nn.Shape(w)[0]
+	lp := m.levels * m.points
+	return g.OpFull("deform.softmax", []int{nq, m.heads, m.levels, m.points}, func(out []float32, in [][]float32) error {
+		copy(out, in[0])
+		nn.SoftmaxRows(out, lp, 1)
+		return nil
+	}, w)
+}
+
+// samplingLocations turns the predicted offsets off (Nq, heads*levels*
+// points*2, (x, y) last) into sampling locations around the references ref
+// (Nq, levels, 2 or 4): ref + off / (W_l, H_l) for points, ref_xy + off /
+// points * ref_wh * 0.5 for boxes, in the reference's float32 order.
+func samplingLocations(g *nn.Graph, off, ref *nn.Node, shapes [][2]int, heads, points int) *nn.Node {
+	if off == nil || ref == nil {
+		return nil
+	}
+	rs := nn.Shape(ref)
+	nq, levels, rd := rs[0], rs[1], rs[2]
+	shapes = append([][2]int(nil), shapes...)
+	return g.OpFull("deform.locations", []int{nq, heads, levels, points, 2}, func(out []float32, in [][]float32) error {
+		o, r := in[0], in[1]
+		nn.ParallelFor(nq, func(q0, q1 int) {
+			for q := q0; q < q1; q++ {
+				for h := 0; h < heads; h++ {
+					for l, sh := range shapes {
+						rq := r[(q*levels+l)*rd : (q*levels+l+1)*rd]
+						for p := 0; p < points; p++ {
+							i := 2 * (((q*heads+h)*levels+l)*points + p)
+							ox, oy := o[i], o[i+1]
+							if rd == 2 {
+								out[i] = rq[0] + ox/float32(sh[1])
+								out[i+1] = rq[1] + oy/float32(sh[0])
+							} else {
+								out[i] = rq[0] + ox/float32(points)*rq[2]*0.5
+								out[i+1] = rq[1] + oy/float32(points)*rq[3]*0.5
+							}
+						}
+					}
+				}
+			}
+		})
+		return nil
+	}, off, ref)
+}
+
+// forwardReLU is relu(forward(x)) as one op: x (rows, in) -> (rows, out).
+func (l encLinear) forwardReLU(g *nn.Graph, x *nn.Node) *nn.Node {
+	if x == nil {
+		return nil
+	}
+	xs := nn.Shape(x)
+	if len(xs) != 2 || xs[1] != l.in {
+		return g.Errorf("gdino: linear+relu: input %v for %d inputs", xs, l.in)
+	}
+	rows := xs[0]
+	return g.OpFull("LinearReLU", []int{rows, l.out}, func(out []float32, in [][]float32) error {
+		nn.LinearRows(out, in[0], rows, l.in, in[1], l.out, in[2])
+		const block = 1 << 14
+		nn.ParallelFor((len(out)+block-1)/block, func(lo, hi int) {
+			o := out[lo*block : min(hi*block, len(out))]
+			nn.ReLUSlice(o, o)
+		})
+		return nil
+	}, x, l.w.node(g), l.b.node(g))
+}

@@ -1,0 +1,292 @@
+package gdino
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/mam-go/mam-go/nn"
+)
+
+// Helpers of models/GroundingDINO/utils.py and util/misc.py shared by the
+// query selection, the decoder and the heads: nn.Linear and the MLP as
+// parameter holders, the query sine embedding, the two inverse sigmoids,
+// and the contrastive class head. Each numeric helper is a plain-Go
+// function over row-major float32 slices (tested against the formula) and,
+// where the graph needs it, an op around it.
+
+// linear is a torch nn.Linear: weight (out, in), bias (out) or nil.
+type linear struct {
+	name    string // state-dict prefix, for the graph's parameter names
+	w, b    []float32
+	in, out int
+}
+
+func newLinear(p *nn.Params, name string, in, out int) linear {
+	return linear{name: p.Prefix() + name, w: p.Floats(name+".weight", out, in), b: p.Floats(name+".bias", out), in: in, out: out}
+}
+
+// rowsOf returns the rows rows [r0, r0+n) of a (rows, in) weight as a
+// linear: nn.MultiheadAttention's in_proj_weight holds q, k and v this way.
+func rowsOf(name string, w, b []float32, in, r0, n int) linear {
+	return linear{name: name, w: w[r0*in : (r0+n)*in], b: b[r0 : r0+n], in: in, out: n}
+}
+
+func (l linear) weight(g *nn.Graph) *nn.Node { return g.Param(l.name+".weight", l.w, l.out, l.in) }
+func (l linear) bias(g *nn.Graph) *nn.Node   { return g.Param(l.name+".bias", l.b, l.out) }
+
+// forward is x (..., in) -> (..., out).
+func (l linear) forward(g *nn.Graph, x *nn.Node) *nn.Node {
+	return g.Linear(x, l.weight(g), l.bias(g))
+}
+
+// forwardReLU is relu(forward(x)) as one op: x (rows, in) -> (rows, out),
+// the ReLU applied in parallel blocks after the product.
+func (l linear) forwardReLU(g *nn.Graph, x *nn.Node) *nn.Node {
+	xs := nn.Shape(x)
+	if len(xs) != 2 || xs[1] != l.in {
+		return g.Errorf("gdino: %s: input %v for %d inputs", l.name, xs, l.in)
+	}
+	rows := xs[0]
+	return g.OpFull("LinearReLU", []int{rows, l.out}, func(out []float32, in [][]float32) error {
+		nn.LinearRows(out, in[0], rows, l.in, in[1], l.out, in[2])
+		reluBlocks(out)
+		return nil
+	}, x, l.weight(g), l.bias(g))
+}
+
+// reluBlocks applies max(x, 0) to x in place, in parallel blocks. The
+// builtin max compiles without a branch (nn.ReLUSlice's branch costs a
+// misprediction per sign change: 7x slower on mixed signs); NaN stays NaN.
+func reluBlocks(x []float32) {
+	const block = 1 << 14
+	nn.ParallelFor((len(x)+block-1)/block, func(lo, hi int) {
+		b := x[lo*block : min(hi*block, len(x))]
+		for i, v := range b {
+			b[i] = max(v, 0)
+		}
+	})
+}
+
+// residual is res + forward(x), fused.
+func (l linear) residual(g *nn.Graph, x, res *nn.Node) *nn.Node {
+	return g.LinearResidual(x, l.weight(g), l.bias(g), res)
+}
+
+// apply computes dst (rows, out) = x (rows, in) w^T + b in plain Go.
+func (l linear) apply(dst, x []float32, rows int) {
+	nn.LinearRows(dst, x, rows, l.in, l.w, l.out, l.b)
+}
+
+// layerNorm is a torch nn.LayerNorm over the last axis (eps 1e-5).
+type layerNorm struct {
+	name string
+	w, b []float32
+}
+
+const lnEps = 1e-5
+
+func newLayerNorm(p *nn.Params, name string, d int) layerNorm {
+	return layerNorm{name: p.Prefix() + name, w: p.Floats(name+".weight", d), b: p.Floats(name+".bias", d)}
+}
+
+func (l layerNorm) forward(g *nn.Graph, x *nn.Node) *nn.Node {
+	d := len(l.w)
+	return g.LayerNorm(x, g.Param(l.name+".weight", l.w, d), g.Param(l.name+".bias", l.b, d), lnEps)
+}
+
+func (l layerNorm) apply(dst, x []float32, rows int) {
+	nn.LayerNormRows(dst, x, rows, len(l.w), l.w, l.b, lnEps)
+}
+
+// mlp is utils.py MLP: layers Linear layers (in -> hidden -> ... -> out)
+// with ReLU between them.
+type mlp struct {
+	layers []linear
+}
+
+func newMLP(p *nn.Params, in, hidden, out, layers int) *mlp {
+	m := &mlp{}
+	ls := p.Sub("layers")
+	for i := 0; i < layers; i++ {
+		a, b := hidden, hidden
+		if i == 0 {
+			a = in
+		}
+		if i == layers-1 {
+			b = out
+		}
+		m.layers = append(m.layers, newLinear(ls, fmt.Sprint(i), a, b))
+	}
+	return m
+}
+
+// forward is x (..., in) -> (..., out).
+func (m *mlp) forward(g *nn.Graph, x *nn.Node) *nn.Node {
+	for i, l := range m.layers {
+		if i < len(m.layers)-1 {
+			x = l.forwardReLU(g, x)
+		} else {
+			x = l.forward(g, x)
+		}
+	}
+	return x
+}
+
+// apply computes the MLP on rows rows of x in plain Go into dst (rows, out).
+func (m *mlp) apply(dst, x []float32, rows int) {
+	cur := x
+	for i, l := range m.layers {
+		o := dst
+		if i < len(m.layers)-1 {
+			o = make([]float32, rows*l.out)
+		}
+		l.apply(o, cur, rows)
+		if i < len(m.layers)-1 {
+			reluBlocks(o)
+		}
+		cur = o
+	}
+}
+
+// sigmoid32 is torch.sigmoid in float32 (sigmoid(+inf) = 1, NaN stays NaN).
+func sigmoid32(x float32) float32 {
+	return float32(1 / (1 + math.Exp(-float64(x))))
+}
+
+// invSigmoidEps is util/misc.py inverse_sigmoid's default eps.
+const invSigmoidEps = float32(1e-3)
+
+// inverseSigmoid is util/misc.py inverse_sigmoid: x clamped to [0, 1], then
+// log(max(x, 1e-3) / max(1 - x, 1e-3)), in float32. NaN stays NaN.
+func inverseSigmoid(x float32) float32 {
+	if x < 0 {
+		x = 0
+	} else if x > 1 {
+		x = 1
+	}
+	x1, x2 := max(x, invSigmoidEps), max(1-x, invSigmoidEps) // NaN stays NaN
+	return float32(math.Log(float64(x1 / x2)))
+}
+
+// logit32 is the proposals' plain log(p / (1 - p)) in float32, with no clamp
+// (utils.py gen_encoder_output_proposals).
+func logit32(p float32) float32 {
+	return float32(math.Log(float64(p / (1 - p))))
+}
+
+// refineInto sets dst = sigmoid(delta + inverse_sigmoid(ref)) elementwise:
+// a reference box moved by an unsigmoided delta (the decoder's box
+// refinement and the heads' boxes).
+func refineInto(dst, delta, ref []float32) {
+	for i := range dst {
+		dst[i] = sigmoid32(delta[i] + inverseSigmoid(ref[i]))
+	}
+}
+
+// refine is refineInto as an op: delta and ref (nq, 4) -> (nq, 4).
+func refine(g *nn.Graph, delta, ref *nn.Node) *nn.Node {
+	return g.OpFull("refine", nn.Shape(ref), func(out []float32, in [][]float32) error {
+		if len(in[0]) != len(out) {
+			return fmt.Errorf("gdino: refine: %d deltas for %d coordinates", len(in[0]), len(out))
+		}
+		refineInto(out, in[0], in[1])
+		return nil
+	}, delta, ref)
+}
+
+// sigmoidNode is torch.sigmoid elementwise as an op.
+func sigmoidNode(g *nn.Graph, x *nn.Node) *nn.Node {
+	return g.OpFull("sigmoid", nn.Shape(x), func(out []float32, in [][]float32) error {
+		for i, v := range in[0] {
+			out[i] = sigmoid32(v)
+		}
+		return nil
+	}, x)
+}
+
+// sineFeats is the number of features per coordinate of
+// gen_sineembed_for_position (128: d/2, hard-wired in the reference).
+const sineFeats = 128
+
+// sineDims returns gen_sineembed_for_position's dim_t: 10000^(2*floor(k/2)
+// / 128) in float32, k = 0..127.
+func sineDims() []float32 {
+	d := make([]float32, sineFeats)
+	for k := range d {
+		e := float32(2*(k/2)) / sineFeats
+		d[k] = float32(math.Pow(10000, float64(e)))
+	}
+	return d
+}
+
+// twoPi32 is 2*pi as the float32 scalar the reference multiplies by.
+const twoPi32 = float32(2 * math.Pi)
+
+// sineEmbedInto is utils.py gen_sineembed_for_position for rows boxes
+// (cx, cy, w, h) in pos (rows, 4): dst (rows, 512) holds 128 features of
+// each coordinate in the order y, x, w, h; feature k of coordinate v is
+// sin(v*2pi / dim_t[k]) for even k and cos(...) for odd k, the argument
+// formed in float32 as the reference does.
+func sineEmbedInto(dst, pos []float32, rows int, dims []float32) {
+	order := [4]int{1, 0, 2, 3} // y, x, w, h
+	nn.ParallelFor(rows, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			for c, src := range order {
+				v := pos[r*4+src] * twoPi32
+				out := dst[r*4*sineFeats+c*sineFeats : r*4*sineFeats+(c+1)*sineFeats]
+				for k := 0; k < sineFeats; k += 2 { // dims[k] == dims[k+1]
+					sin, cos := math.Sincos(float64(v / dims[k]))
+					out[k], out[k+1] = float32(sin), float32(cos)
+				}
+			}
+		}
+	})
+}
+
+// sineEmbed is sineEmbedInto as an op: (nq, 4) -> (nq, 512).
+func sineEmbed(g *nn.Graph, pos *nn.Node) *nn.Node {
+	ps := nn.Shape(pos)
+	if len(ps) != 2 || ps[1] != 4 {
+		return g.Errorf("gdino: query sine embedding: positions of shape %v, want (k, 4)", ps)
+	}
+	rows := ps[0]
+	dims := sineDims()
+	return g.OpFull("query_sine_embed", []int{rows, 4 * sineFeats}, func(out []float32, in [][]float32) error {
+		sineEmbedInto(out, in[0], rows, dims)
+		return nil
+	}, pos)
+}
+
+// contrastiveInto is utils.py ContrastiveEmbed for rows queries x (rows,
+// d) and n text tokens text (n, d), every token real (text_token_mask all
+// true at batch 1): dst (rows, maxLen) = x text^T in its first n columns and
+// -inf in the others. n must not exceed maxLen.
+func contrastiveInto(dst, x []float32, rows int, text []float32, n, d, maxLen int) {
+	if rows > 0 && n > 0 && d > 0 {
+		nn.Gemm(false, true, rows, n, d, 1, x, d, text, d, 0, dst, maxLen)
+	}
+	ninf := float32(math.Inf(-1))
+	for r := 0; r < rows; r++ {
+		row := dst[r*maxLen : (r+1)*maxLen]
+		for j := n; j < maxLen; j++ {
+			row[j] = ninf
+		}
+	}
+}
+
+// contrastive is contrastiveInto as an op: x (rows, d), text (n, d) ->
+// (rows, maxLen).
+func contrastive(g *nn.Graph, x, text *nn.Node, maxLen int) *nn.Node {
+	xs, ts := nn.Shape(x), nn.Shape(text)
+	if len(xs) != 2 || len(ts) != 2 || xs[1] != ts[1] {
+		return g.Errorf("gdino: contrastive embed: queries %v, text %v", xs, ts)
+	}
+	rows, n, d := xs[0], ts[0], xs[1]
+	if n > maxLen {
+		return g.Errorf("gdino: contrastive embed: %d text tokens, at most %d", n, maxLen)
+	}
+	return g.OpFull("contrastive_embed", []int{rows, maxLen}, func(out []float32, in [][]float32) error {
+		contrastiveInto(out, in[0], rows, in[1], n, d, maxLen)
+		return nil
+	}, x, text)
+}

@@ -1,0 +1,187 @@
+package nn
+
+import (
+	"fmt"
+	"math"
+)
+
+// msDeformBlock is how many queries one task of MSDeformAttnInto handles.
+const msDeformBlock = 64
+
+// MSDeformAttnInto computes the sampling core of multi-scale deformable
+// attention (Deformable DETR's multi_scale_deformable_attn_pytorch, or its
+// CUDA kernel): for each query q and head h,
+//
+//	dst[q, h] = sum over levels l and points p of attn[q,h,l,p] * sample(l, h, loc[q,h,l,p])
+//
+// where sample bilinearly interpolates head h's channels of level l's map
+// as F.grid_sample does with align_corners=False and zero padding: the
+// location (x, y) in [0, 1] units is the pixel coordinate (x*W - 0.5,
+// y*H - 0.5), and each of its four neighbours outside the map contributes
+// zero.
+//
+// value is (S, heads*hd) row-major: level l is the H_l x W_l map of rows
+// starts[l] .. starts[l]+H_l*W_l, shapes[l] = (H_l, W_l), and head h is the
+// column block [h*hd, (h+1)*hd). loc is (nq, heads, levels, points, 2) in
+// (x, y) order, attn (nq, heads, levels, points), dst (nq, heads*hd). Work
+// is spread over heads and blocks of queries, with the value copied into a
+// per-head layout (heads, S, hd) so that the four taps of a sample read
+// contiguous rows of one head. Non-finite locations sample nothing.
+func MSDeformAttnInto(dst, value []float32, shapes [][2]int, starts []int, heads, hd int, loc, attn []float32, nq, points int) error {
+	levels := len(shapes)
+	s, err := msDeformCheck(shapes, starts, heads, hd, points)
+	if err != nil {
+		return err
+	}
+	dim := heads * hd
+	switch {
+	case len(value) < s*dim:
+		return fmt.Errorf("nn: ms deform attn: %d values for %d x %d", len(value), s, dim)
+	case len(loc) < nq*heads*levels*points*2 || len(attn) < nq*heads*levels*points:
+		return fmt.Errorf("nn: ms deform attn: %d locations and %d weights for %d queries", len(loc), len(attn), nq)
+	case len(dst) < nq*dim:
+		return fmt.Errorf("nn: ms deform attn: output of %d values for %d x %d", len(dst), nq, dim)
+	}
+	if nq == 0 || dim == 0 {
+		return nil
+	}
+	// (S, heads, hd) -> (heads, S, hd)
+	vh := pool.take(s * dim)
+	if vh == nil {
+		vh = make([]float32, s*dim)
+	}
+	defer pool.put(vh)
+	if s > 0 {
+		PermuteInto(vh[:s*dim], value[:s*dim], []int{s, heads, hd}, []int{1, 0, 2})
+	}
+	blocks := (nq + msDeformBlock - 1) / msDeformBlock
+	lp := levels * points
+	ParallelFor(heads*blocks, func(lo, hi int) {
+		acc := make([]float32, hd)
+		for task := lo; task < hi; task++ {
+			h, b := task/blocks, task%blocks
+			v := vh[h*s*hd : (h+1)*s*hd]
+			for q := b * msDeformBlock; q < min((b+1)*msDeformBlock, nq); q++ {
+				clear(acc)
+				qh := q*heads + h
+				for l, sh := range shapes {
+					lv := v[starts[l]*hd : (starts[l]+sh[0]*sh[1])*hd]
+					for p := 0; p < points; p++ {
+						i := qh*lp + l*points + p
+						sampleBilinear(acc, lv, sh[0], sh[1], hd, loc[2*i], loc[2*i+1], attn[i])
+					}
+				}
+				copy(dst[q*dim+h*hd:q*dim+(h+1)*hd], acc)
+			}
+		}
+	})
+	return nil
+}
+
+// msDeformCheck validates the level layout and returns S, the number of
+// value rows.
+func msDeformCheck(shapes [][2]int, starts []int, heads, hd, points int) (int, error) {
+	if len(starts) != len(shapes) {
+		return 0, fmt.Errorf("nn: ms deform attn: %d level starts for %d levels", len(starts), len(shapes))
+	}
+	if heads < 0 || hd < 0 || points < 0 {
+		return 0, fmt.Errorf("nn: ms deform attn: %d heads of %d channels, %d points", heads, hd, points)
+	}
+	s := 0
+	for l, sh := range shapes {
+		if sh[0] < 0 || sh[1] < 0 || starts[l] != s {
+			return 0, fmt.Errorf("nn: ms deform attn: level %d of shape %v starts at %d, want %d", l, sh, starts[l], s)
+		}
+		s += sh[0] * sh[1]
+	}
+	return s, nil
+}
+
+// sampleBilinear adds w times the bilinear sample at (x, y) (in [0, 1]
+// units, grid_sample's align_corners=False convention) of the h x w map v
+// (h*w rows of hd channels) to acc. The coordinates are formed as
+// grid_sample forms them from the grid 2*loc-1.
+func sampleBilinear(acc, v []float32, h, w, hd int, x, y, a float32) {
+	gx, gy := 2*x-1, 2*y-1
+	ix := (gx+1)*(float32(w)/2) - 0.5 // pixel coordinates
+	iy := (gy+1)*(float32(h)/2) - 0.5
+	// Outside (-1, size) no neighbour is inside; this also drops NaNs and
+	// infinities before they are converted to integers.
+	if !(ix > -1 && ix < float32(w) && iy > -1 && iy < float32(h)) {
+		return
+	}
+	fx0, fy0 := float32(math.Floor(float64(ix))), float32(math.Floor(float64(iy)))
+	x0, y0 := int(fx0), int(fy0)
+	fx1, fy1 := fx0+1, fy0+1
+	// nw = (x0, y0), ne = (x0+1, y0), sw = (x0, y0+1), se = (x0+1, y0+1)
+	wnw := (fx1 - ix) * (fy1 - iy)
+	wne := (ix - fx0) * (fy1 - iy)
+	wsw := (fx1 - ix) * (iy - fy0)
+	wse := (ix - fx0) * (iy - fy0)
+	inX0, inX1 := x0 >= 0, x0+1 < w
+	inY0, inY1 := y0 >= 0, y0+1 < h
+	if inX0 && inX1 && inY0 && inY1 {
+		r0 := (y0*w + x0) * hd
+		r1 := r0 + w*hd
+		nw, ne := v[r0:r0+hd], v[r0+hd:r0+2*hd]
+		sw, se := v[r1:r1+hd], v[r1+hd:r1+2*hd]
+		acc = acc[:hd]
+		nw, ne, sw, se = nw[:len(acc)], ne[:len(acc)], sw[:len(acc)], se[:len(acc)]
+		for c := range acc {
+			acc[c] += a * (nw[c]*wnw + ne[c]*wne + sw[c]*wsw + se[c]*wse)
+		}
+		return
+	}
+	// Border: each neighbour inside the map on its own.
+	tap := func(xi, yi int, wt float32) {
+		if xi < 0 || xi >= w || yi < 0 || yi >= h {
+			return
+		}
+		r := v[(yi*w+xi)*hd : (yi*w+xi+1)*hd]
+		wt *= a
+		for c := range r {
+			acc[c] += wt * r[c]
+		}
+	}
+	tap(x0, y0, wnw)
+	tap(x0+1, y0, wne)
+	tap(x0, y0+1, wsw)
+	tap(x0+1, y0+1, wse)
+}
+
+// MSDeformAttn adds the sampling core of multi-scale deformable attention
+// (MSDeformAttnInto): value (S, heads*hd) with the levels' shapes (H, W)
+// and start rows, sampling locations loc (Nq, heads, levels, points, 2) in
+// (x, y) order and softmaxed attention weights attn (Nq, heads, levels,
+// points) -> (Nq, heads*hd). loc and attn may have any shapes of those
+// sizes.
+func (g *Graph) MSDeformAttn(value, loc, attn *Node, shapes [][2]int, starts []int, heads, points int) *Node {
+	if !g.ok(value, loc, attn) {
+		return nil
+	}
+	vs := shapeOf(value)
+	if len(vs) != 2 || heads <= 0 || vs[1]%heads != 0 {
+		return g.fail("ms deform attn: value %v for %d heads", vs, heads)
+	}
+	hd := vs[1] / heads
+	s, err := msDeformCheck(shapes, starts, heads, hd, points)
+	if err != nil {
+		g.Fail(err)
+		return nil
+	}
+	if s != vs[0] {
+		return g.fail("ms deform attn: value of %d rows for levels %v of %d positions", vs[0], shapes, s)
+	}
+	per := heads * len(shapes) * points
+	na := prod(shapeOf(attn))
+	if per == 0 || na%per != 0 || prod(shapeOf(loc)) != 2*na {
+		return g.fail("ms deform attn: locations %v and weights %v for %d heads, %d levels, %d points",
+			shapeOf(loc), shapeOf(attn), heads, len(shapes), points)
+	}
+	nq := na / per
+	shapes = append([][2]int(nil), shapes...)
+	starts = append([]int(nil), starts...)
+	return g.OpFull("MSDeformAttn", []int{nq, vs[1]}, func(out []float32, in [][]float32) error {
+		return MSDeformAttnInto(out, in[0], shapes, starts, heads, hd, in[1], in[2], nq, points)
+	}, value, loc, attn)
+}
