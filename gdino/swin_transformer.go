@@ -153,11 +153,10 @@ func newSwinBlock(p *nn.Params, dim, heads, window, shift, hidden int) *swinBloc
 
 // forward: tokens x (1, h*w, C) -> (1, h*w, C).
 func (b *swinBlock) forward(g *nn.Graph, x *nn.Node, h, w int) *nn.Node {
-	// x + attention over the padded, shifted windows of norm1(x): pad,
-	// roll, partition, W-MSA, merge, roll back and crop in one op.
-	xn := b.norm1.forward(g, x)
-	x = g.SwinWindowAttention(xn, x, b.qkvW.node(g), b.qkvB.node(g), b.projW.node(g), b.projB.node(g),
-		b.table.node(g), h, w, b.heads, b.window, b.shift)
+	// x + attention over the padded, shifted windows of norm1(x): norm,
+	// pad, roll, partition, W-MSA, merge, roll back and crop in one op.
+	x = g.SwinWindowAttention(x, b.norm1.w.node(g), b.norm1.b.node(g), b.qkvW.node(g), b.qkvB.node(g),
+		b.projW.node(g), b.projB.node(g), b.table.node(g), swinEps, h, w, b.heads, b.window, b.shift)
 	// x + fc2(GELU(fc1(norm2(x)))): (1, h*w, hidden) -> (1, h*w, C)
 	y := g.LinearGELU(b.norm2.forward(g, x), b.fc1W.node(g), b.fc1B.node(g))
 	return g.LinearResidual(y, b.fc2W.node(g), b.fc2B.node(g), x)

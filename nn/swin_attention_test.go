@@ -10,16 +10,31 @@ import (
 // swinAttentionNaive is SwinTransformerBlock's attention half written out
 // step by step as the reference does (pad, roll, window partition,
 // WindowAttention with the index buffer built as the reference builds it,
-// window reverse, roll back, crop, residual), in float64.
-func swinAttentionNaive(x, res []float32, h, w, c, heads, ws, shift int, qkvW, qkvB, projW, projB, table []float32) []float64 {
+// window reverse, roll back, crop, residual), in float64, after norm1
+// when normW is not nil.
+func swinAttentionNaive(x []float32, h, w, c, heads, ws, shift int, normW, normB []float32, qkvW, qkvB, projW, projB, table []float32) []float64 {
 	hp := (h + ws - 1) / ws * ws
 	wp := (w + ws - 1) / ws * ws
-	// pad: (hp, wp, c)
+	// norm1, then pad: (hp, wp, c)
 	padded := make([]float64, hp*wp*c)
 	for y := 0; y < h; y++ {
 		for xx := 0; xx < w; xx++ {
+			tok := x[(y*w+xx)*c : (y*w+xx+1)*c]
+			var mean, vs float64
+			for _, v := range tok {
+				mean += float64(v)
+			}
+			mean /= float64(c)
+			for _, v := range tok {
+				vs += (float64(v) - mean) * (float64(v) - mean)
+			}
+			sd := math.Sqrt(vs/float64(c) + 1e-5)
 			for k := 0; k < c; k++ {
-				padded[(y*wp+xx)*c+k] = float64(x[(y*w+xx)*c+k])
+				v := float64(tok[k])
+				if normW != nil {
+					v = (v-mean)/sd*float64(normW[k]) + float64(normB[k])
+				}
+				padded[(y*wp+xx)*c+k] = v
 			}
 		}
 	}
@@ -124,11 +139,7 @@ func swinAttentionNaive(x, res []float32, h, w, c, heads, ws, shift int, qkvW, q
 			// x[y][x] = outShifted[(y-shift) mod hp][(x-shift) mod wp]
 			sy, sx := (y-shift+hp)%hp, (xx-shift+wp)%wp
 			for k := 0; k < c; k++ {
-				v := outShifted[(sy*wp+sx)*c+k]
-				if res != nil {
-					v += float64(res[(y*w+xx)*c+k])
-				}
-				out[(y*w+xx)*c+k] = v
+				out[(y*w+xx)*c+k] = float64(x[(y*w+xx)*c+k]) + outShifted[(sy*wp+sx)*c+k]
 			}
 		}
 	}
@@ -147,7 +158,7 @@ func TestSwinWindowAttentionInto(t *testing.T) {
 	rng := rand.New(rand.NewSource(7))
 	for _, tc := range []struct {
 		h, w, c, heads, ws, shift int
-		residual                  bool
+		norm                      bool
 	}{
 		{7, 7, 8, 2, 7, 0, false},
 		{7, 7, 8, 2, 7, 3, true},
@@ -155,15 +166,19 @@ func TestSwinWindowAttentionInto(t *testing.T) {
 		{13, 17, 24, 2, 7, 0, true},
 		{4, 5, 16, 4, 7, 3, true}, // a map smaller than one window
 		{1, 1, 6, 3, 7, 3, false},
-		{30, 23, 16, 2, 5, 2, true}, // another window and shift
-		{16, 40, 8, 1, 4, 2, true},  // no padding, several windows per task
+		{30, 23, 16, 2, 5, 2, true},  // another window and shift
+		{16, 40, 8, 1, 4, 2, true},   // no padding, several windows per task
+		{9, 12, 40, 2, 7, 3, true},   // head width 20: not a whole B panel
+		{15, 8, 96, 3, 7, 3, false},  // Swin-T's stage 0 width
+		{8, 9, 48, 12, 7, 3, true},   // head width 4
+		{12, 12, 64, 2, 12, 6, true}, // Swin-B's window
 	} {
 		n := tc.h * tc.w
 		c := tc.c
 		x := swinRand(rng, n*c, 2)
-		var res []float32
-		if tc.residual {
-			res = swinRand(rng, n*c, 1)
+		var normW, normB []float32
+		if tc.norm {
+			normW, normB = swinRand(rng, c, 1), swinRand(rng, c, 0.5)
 		}
 		qkvW, qkvB := swinRand(rng, 3*c*c, 0.5), swinRand(rng, 3*c, 0.5)
 		projW, projB := swinRand(rng, c*c, 0.5), swinRand(rng, c, 0.5)
@@ -172,8 +187,9 @@ func TestSwinWindowAttentionInto(t *testing.T) {
 		for i := range got {
 			got[i] = float32(math.NaN()) // every value must be written
 		}
-		SwinWindowAttentionInto(got, x, res, tc.h, tc.w, c, tc.heads, tc.ws, tc.shift, qkvW, qkvB, projW, projB, table)
-		want := swinAttentionNaive(x, res, tc.h, tc.w, c, tc.heads, tc.ws, tc.shift, qkvW, qkvB, projW, projB, table)
+		wt := &SwinWindowWeights{NormW: normW, NormB: normB, Eps: 1e-5, QKVW: qkvW, QKVB: qkvB, ProjW: projW, ProjB: projB, Table: table}
+		SwinWindowAttentionInto(got, x, tc.h, tc.w, c, tc.heads, tc.ws, tc.shift, wt)
+		want := swinAttentionNaive(x, tc.h, tc.w, c, tc.heads, tc.ws, tc.shift, normW, normB, qkvW, qkvB, projW, projB, table)
 		var worst float64
 		for i := range want {
 			d := math.Abs(float64(got[i]) - want[i])
@@ -190,23 +206,23 @@ func TestGraphSwinWindowAttention(t *testing.T) {
 	rng := rand.New(rand.NewSource(8))
 	h, w, c, heads, ws, shift := 9, 11, 8, 2, 7, 3
 	x := swinRand(rng, h*w*c, 1)
-	res := swinRand(rng, h*w*c, 1)
+	normW, normB := swinRand(rng, c, 1), swinRand(rng, c, 1)
 	qkvW, qkvB := swinRand(rng, 3*c*c, 0.5), swinRand(rng, 3*c, 0.5)
 	projW, projB := swinRand(rng, c*c, 0.5), swinRand(rng, c, 0.5)
 	table := swinRand(rng, 169*heads, 1)
 	g := NewGraph()
 	in := g.Input("x", 1, h*w, c)
-	r := g.Input("res", 1, h*w, c)
-	out := g.SwinWindowAttention(in, r, g.Param("qkv.weight", qkvW, 3*c, c), g.Param("qkv.bias", qkvB, 3*c),
-		g.Param("proj.weight", projW, c, c), g.Param("proj.bias", projB, c), g.Param("table", table, 169, heads), h, w, heads, ws, shift)
+	out := g.SwinWindowAttention(in, g.Param("norm.weight", normW, c), g.Param("norm.bias", normB, c),
+		g.Param("qkv.weight", qkvW, 3*c, c), g.Param("qkv.bias", qkvB, 3*c), g.Param("proj.weight", projW, c, c),
+		g.Param("proj.bias", projB, c), g.Param("table", table, 169, heads), 1e-5, h, w, heads, ws, shift)
 	m, err := g.Compile()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Exec(context.Background(), map[string][]float32{"x": x, "res": res}); err != nil {
+	if err := m.Exec(context.Background(), map[string][]float32{"x": x}); err != nil {
 		t.Fatal(err)
 	}
-	want := swinAttentionNaive(x, res, h, w, c, heads, ws, shift, qkvW, qkvB, projW, projB, table)
+	want := swinAttentionNaive(x, h, w, c, heads, ws, shift, normW, normB, qkvW, qkvB, projW, projB, table)
 	for i, v := range Values(out) {
 		if math.Abs(float64(v)-want[i]) > 1e-4*(1+math.Abs(want[i])) {
 			t.Fatalf("element %d: got %v want %v", i, v, want[i])
@@ -215,16 +231,19 @@ func TestGraphSwinWindowAttention(t *testing.T) {
 	// Shape errors are reported, not panics.
 	bad := []func(g *Graph) *Node{
 		func(g *Graph) *Node { // map size does not match the tokens
-			return g.SwinWindowAttention(g.Input("x", 10, c), nil, g.Input("q", 3*c, c), nil, g.Input("p", c, c), nil, g.Input("t", 169, heads), 3, 4, heads, 7, 0)
+			return g.SwinWindowAttention(g.Input("x", 10, c), nil, nil, g.Input("q", 3*c, c), nil, g.Input("p", c, c), nil, g.Input("t", 169, heads), 1e-5, 3, 4, heads, 7, 0)
 		},
 		func(g *Graph) *Node { // shift not below the window
-			return g.SwinWindowAttention(g.Input("x", 12, c), nil, g.Input("q", 3*c, c), nil, g.Input("p", c, c), nil, g.Input("t", 169, heads), 3, 4, heads, 7, 7)
+			return g.SwinWindowAttention(g.Input("x", 12, c), nil, nil, g.Input("q", 3*c, c), nil, g.Input("p", c, c), nil, g.Input("t", 169, heads), 1e-5, 3, 4, heads, 7, 7)
 		},
 		func(g *Graph) *Node { // table of the wrong size
-			return g.SwinWindowAttention(g.Input("x", 12, c), nil, g.Input("q", 3*c, c), nil, g.Input("p", c, c), nil, g.Input("t", 168, heads), 3, 4, heads, 7, 0)
+			return g.SwinWindowAttention(g.Input("x", 12, c), nil, nil, g.Input("q", 3*c, c), nil, g.Input("p", c, c), nil, g.Input("t", 168, heads), 1e-5, 3, 4, heads, 7, 0)
+		},
+		func(g *Graph) *Node { // a norm weight without its bias
+			return g.SwinWindowAttention(g.Input("x", 12, c), g.Input("nw", c), nil, g.Input("q", 3*c, c), nil, g.Input("p", c, c), nil, g.Input("t", 169, heads), 1e-5, 3, 4, heads, 7, 0)
 		},
 		func(g *Graph) *Node { // heads do not divide the width
-			return g.SwinWindowAttention(g.Input("x", 12, c), nil, g.Input("q", 3*c, c), nil, g.Input("p", c, c), nil, g.Input("t", 169, 3), 3, 4, 3, 7, 0)
+			return g.SwinWindowAttention(g.Input("x", 12, c), nil, nil, g.Input("q", 3*c, c), nil, g.Input("p", c, c), nil, g.Input("t", 169, 3), 1e-5, 3, 4, 3, 7, 0)
 		},
 	}
 	for i, f := range bad {
@@ -250,9 +269,11 @@ func BenchmarkSwinWindowAttentionStage0(b *testing.B) {
 	qkvW, qkvB := swinRand(rng, 3*c*c, 0.1), swinRand(rng, 3*c, 0.1)
 	projW, projB := swinRand(rng, c*c, 0.1), swinRand(rng, c, 0.1)
 	table := swinRand(rng, 169*heads, 1)
+	normW, normB := swinRand(rng, c, 1), swinRand(rng, c, 0.1)
+	wt := &SwinWindowWeights{NormW: normW, NormB: normB, Eps: 1e-5, QKVW: qkvW, QKVB: qkvB, ProjW: projW, ProjB: projB, Table: table}
 	dst := make([]float32, h*w*c)
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		SwinWindowAttentionInto(dst, x, x, h, w, c, heads, 7, 3, qkvW, qkvB, projW, projB, table)
+		SwinWindowAttentionInto(dst, x, h, w, c, heads, 7, 3, wt)
 	}
 }
