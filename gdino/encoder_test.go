@@ -1,7 +1,9 @@
 package gdino
 
 import (
+	"context"
 	"math"
+	"math/rand"
 	"testing"
 
 	"github.com/mam-go/mam-go/nn"
@@ -108,5 +110,122 @@ func TestTextPosEmbed(t *testing.T) {
 				t.Fatalf("position %d feature %d: %v, want %v", p, k, got[i*textPosFeats+k], want)
 			}
 		}
+	}
+}
+
+// TestEncoderErrors checks that bad inputs are graph errors, not panics,
+// and that the encoder reads every tensor under transformer.encoder.
+func TestEncoderErrors(t *testing.T) {
+	cfg := Tiny()
+	root := nn.NewParams(encTinyStore(t))
+	p := root.Sub("transformer").Sub("encoder")
+	enc := newEncoder(p, cfg)
+	if err := root.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.CheckUnused(); err != nil {
+		t.Error(err)
+	}
+	d := cfg.HiddenDim
+	shapes := [][2]int{{2, 3}, {1, 2}, {1, 1}, {1, 1}}
+	s := 10
+	eye := func(n int) []bool {
+		m := make([]bool, n*n)
+		for i := 0; i < n; i++ {
+			m[i*n+i] = true
+		}
+		return m
+	}
+	for _, c := range []struct {
+		name       string
+		rows, n    int
+		mask       []bool
+		ids        []int
+		shapes     [][2]int
+		textRows   int
+		imageWidth int
+	}{
+		{"no token", s, 0, nil, nil, shapes, 0, d},
+		{"mask size", s, 2, eye(3), []int{0, 0}, shapes, 2, d},
+		{"three levels", s, 2, eye(2), []int{0, 0}, shapes[:3], 2, d},
+		{"empty level", s, 2, eye(2), []int{0, 0}, [][2]int{{2, 3}, {0, 2}, {1, 1}, {1, 1}}, 2, d},
+		{"rows", s + 1, 2, eye(2), []int{0, 0}, shapes, 2, d},
+		{"text rows", s, 2, eye(2), []int{0, 0}, shapes, 3, d},
+		{"width", s, 2, eye(2), []int{0, 0}, shapes, 2, d + 1},
+	} {
+		g := nn.NewGraph()
+		src := g.Input("src", c.rows, c.imageWidth)
+		mem, memText := enc.forward(g, src, g.Input("pos", c.rows, d), g.Input("text", max(c.textRows, 1), d), c.mask, c.ids, c.shapes, nil)
+		if g.Err() == nil || mem != nil || memText != nil {
+			t.Errorf("%s: no error", c.name)
+		}
+	}
+	// the smallest valid input runs
+	g := nn.NewGraph()
+	mem, _ := enc.forward(g, g.Input("src", s, d), g.Input("pos", s, d), g.Input("text", 1, d), eye(1), []int{0}, shapes, nil)
+	m, err := g.Compile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	in := map[string][]float32{"src": make([]float32, s*d), "pos": make([]float32, s*d), "text": make([]float32, d)}
+	if err := m.Exec(context.Background(), in); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range nn.Values(mem) {
+		if math.IsNaN(float64(v)) {
+			t.Fatal("NaN in the memory of a zero input")
+		}
+	}
+}
+
+// BenchmarkEncoderSwinT runs the full-size feature enhancer (Swin-T OGC
+// configuration, random weights) on the levels of an 800x1065 image
+// (S = 17821) and 6 text tokens ("cat . dog .").
+func BenchmarkEncoderSwinT(b *testing.B) {
+	cfg := SwinTOGC()
+	p := nn.RandomParams(1, nil)
+	enc := newEncoder(p.Sub("transformer").Sub("encoder"), cfg)
+	if err := p.Err(); err != nil {
+		b.Fatal(err)
+	}
+	shapes := [][2]int{{100, 134}, {50, 67}, {25, 34}, {13, 17}}
+	s, d := 17821, cfg.HiddenDim
+	ids := []int{0, 0, 1, 0, 1, 0}
+	n := len(ids)
+	mask := make([]bool, n*n) // [CLS] | cat . | dog . | [SEP]
+	for _, blk := range [][2]int{{0, 1}, {1, 3}, {3, 5}, {5, 6}} {
+		for i := blk[0]; i < blk[1]; i++ {
+			for j := blk[0]; j < blk[1]; j++ {
+				mask[i*n+j] = true
+			}
+		}
+	}
+	rng := rand.New(rand.NewSource(2))
+	randn := func(k int) []float32 {
+		x := make([]float32, k)
+		for i := range x {
+			x[i] = float32(rng.NormFloat64())
+		}
+		return x
+	}
+	g := nn.NewGraph()
+	mem, memText := enc.forward(g, g.Input("src", s, d), g.Input("pos", s, d), g.Input("text", n, d), mask, ids, shapes, nil)
+	m, err := g.Compile()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	in := map[string][]float32{"src": randn(s * d), "pos": randn(s * d), "text": randn(n * d)}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := m.Exec(context.Background(), in); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	if nn.Values(mem) == nil || nn.Values(memText) == nil {
+		b.Fatal("no output")
 	}
 }

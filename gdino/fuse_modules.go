@@ -1,10 +1,6 @@
 package gdino
 
-import (
-	"math"
-
-	"github.com/mam-go/mam-go/nn"
-)
+import "github.com/mam-go/mam-go/nn"
 
 // The feature enhancer's image-text fusion (fuse_modules.py): a
 // bi-directional multi-head attention between the image tokens and the
@@ -14,46 +10,40 @@ import (
 // biMultiHeadAttention is BiMultiHeadAttention: image queries and values,
 // text keys and values, projected to the fusion width; the image side
 // attends over the text and the text side over the image, with one
-// attention map (nn.BiAttention).
+// attention map. The whole module is one op (nn.BiAttention), which
+// reassociates the products so that nothing of the image's size times the
+// fusion width is formed.
 type biMultiHeadAttention struct {
-	vProj, lProj, valuesVProj, valuesLProj encLinear // (dim -> embed)
-	outVProj, outLProj                     encLinear // (embed -> dim)
-	heads                                  int
-	scale                                  float32 // head_dim^-0.5
+	w            nn.BiAttentionWeights
+	embed, heads int
 }
 
+// newBiMultiHeadAttention fetches v_proj, l_proj, values_v_proj,
+// values_l_proj (dim -> embed), out_v_proj and out_l_proj (embed -> dim)
+// from p.
 func newBiMultiHeadAttention(p *nn.Params, dim, embed, heads int) *biMultiHeadAttention {
-	a := &biMultiHeadAttention{
-		vProj:       newEncLinear(p.Sub("v_proj"), dim, embed),
-		lProj:       newEncLinear(p.Sub("l_proj"), dim, embed),
-		valuesVProj: newEncLinear(p.Sub("values_v_proj"), dim, embed),
-		valuesLProj: newEncLinear(p.Sub("values_l_proj"), dim, embed),
-		outVProj:    newEncLinear(p.Sub("out_v_proj"), embed, dim),
-		outLProj:    newEncLinear(p.Sub("out_l_proj"), embed, dim),
-		heads:       heads,
+	in := func(name string) ([]float32, []float32) {
+		return p.Floats(name+".weight", embed, dim), p.Floats(name+".bias", embed)
 	}
-	if heads > 0 {
-		a.scale = float32(math.Pow(float64(embed/heads), -0.5))
+	out := func(name string) ([]float32, []float32) {
+		return p.Floats(name+".weight", dim, embed), p.Floats(name+".bias", dim)
 	}
+	a := &biMultiHeadAttention{embed: embed, heads: heads}
+	a.w.V, a.w.VB = in("v_proj")
+	a.w.L, a.w.LB = in("l_proj")
+	a.w.ValuesV, a.w.ValuesVB = in("values_v_proj")
+	a.w.ValuesL, a.w.ValuesLB = in("values_l_proj")
+	a.w.OutV, a.w.OutVB = out("out_v_proj")
+	a.w.OutL, a.w.OutLB = out("out_l_proj")
 	return a
 }
 
-// forward attends between v (S, dim) and l (n, dim) and returns the image
-// update (S, dim) and the text update (n, dim). No token is padding at
-// batch 1: no mask.
-func (a *biMultiHeadAttention) forward(g *nn.Graph, v, l *nn.Node) (deltaV, deltaL *nn.Node) {
-	if v == nil || l == nil {
-		return nil, nil
-	}
-	s, n := nn.Shape(v)[0], nn.Shape(l)[0]
-	q := a.vProj.forward(g, v)                            // (S, embed), scaled inside the core
-	k := a.lProj.forward(g, l)                            // (n, embed)
-	vv := a.valuesVProj.forward(g, v)                     // (S, embed)
-	vl := a.valuesLProj.forward(g, l)                     // (n, embed)
-	both := g.BiAttention(q, k, vv, vl, a.heads, a.scale) // (S+n, embed): image rows, then text rows
-	deltaV = linearOfRows(g, a.outVProj, both, 0, s)      // (S, dim)
-	deltaL = linearOfRows(g, a.outLProj, both, s, s+n)    // (n, dim)
-	return deltaV, deltaL
+// forward attends between v (S, dim) and l (n, dim) and returns both
+// updates as one (S+n, dim) node: the image update delta_v in rows 0..S-1,
+// the text update delta_l in rows S..S+n-1. No token is padding at batch
+// 1: no mask.
+func (a *biMultiHeadAttention) forward(g *nn.Graph, v, l *nn.Node) *nn.Node {
+	return g.BiAttention(v, l, &a.w, a.embed, a.heads)
 }
 
 // biAttentionBlock is BiAttentionBlock: pre-LayerNorms, the attention, and
@@ -82,25 +72,30 @@ func newBiAttentionBlock(p *nn.Params, cfg Config) *biAttentionBlock {
 // forward fuses the image tokens v (S, dim) and the text tokens l (n, dim):
 // (S, dim), (n, dim).
 func (b *biAttentionBlock) forward(g *nn.Graph, v, l *nn.Node) (*nn.Node, *nn.Node) {
-	v = b.layerNormV.forward(g, v) // (S, dim)
-	l = b.layerNormL.forward(g, l) // (n, dim)
-	deltaV, deltaL := b.attn.forward(g, v, l)
-	return layerScale(g, v, b.gammaV.node(g), deltaV), layerScale(g, l, b.gammaL.node(g), deltaL)
+	v = b.layerNormV.forward(g, v)   // (S, dim)
+	l = b.layerNormL.forward(g, l)   // (n, dim)
+	delta := b.attn.forward(g, v, l) // (S+n, dim): delta_v, then delta_l
+	if v == nil || l == nil {
+		return nil, nil
+	}
+	s := nn.Shape(v)[0]
+	return layerScale(g, v, b.gammaV.node(g), delta, 0), layerScale(g, l, b.gammaL.node(g), delta, s)
 }
 
-// layerScale is x + gamma * delta with gamma (dim) per channel: x and
-// delta (rows, dim).
-func layerScale(g *nn.Graph, x, gamma, delta *nn.Node) *nn.Node {
-	if x == nil || delta == nil || gamma == nil {
+// layerScale is x + gamma * delta with gamma (dim) per channel, x (rows,
+// dim) and delta the rows of d from row r0 on.
+func layerScale(g *nn.Graph, x, gamma, d *nn.Node, r0 int) *nn.Node {
+	if x == nil || d == nil || gamma == nil {
 		return nil
 	}
-	xs := nn.Shape(x)
-	dim := xs[len(xs)-1]
+	xs, ds := nn.Shape(x), nn.Shape(d)
+	if len(xs) != 2 || len(ds) != 2 || ds[1] != xs[1] || r0 < 0 || r0+xs[0] > ds[0] {
+		return g.Errorf("gdino: layer scale: %v and rows %d.. of %v", xs, r0, ds)
+	}
+	rows, dim := xs[0], xs[1]
 	return g.OpFull("LayerScale", xs, func(out []float32, in [][]float32) error {
-		x, gm, dl := in[0], in[1], in[2]
-		const block = 1 << 14 // values per task
-		rows := len(out) / dim
-		per := max(1, block/dim)
+		x, gm, dl := in[0], in[1], in[2][r0*dim:]
+		per := max(1, (1<<14)/dim) // rows per task
 		nn.ParallelFor((rows+per-1)/per, func(lo, hi int) {
 			for r := lo * per; r < min(hi*per, rows); r++ {
 				o, xr, dr := out[r*dim:(r+1)*dim], x[r*dim:(r+1)*dim], dl[r*dim:(r+1)*dim]
@@ -110,21 +105,5 @@ func layerScale(g *nn.Graph, x, gamma, delta *nn.Node) *nn.Node {
 			}
 		})
 		return nil
-	}, x, gamma, delta)
-}
-
-// linearOfRows is l applied to the rows [r0, r1) of x (rows, l.in):
-// (r1-r0, l.out), read in place.
-func linearOfRows(g *nn.Graph, l encLinear, x *nn.Node, r0, r1 int) *nn.Node {
-	if x == nil {
-		return nil
-	}
-	xs := nn.Shape(x)
-	if len(xs) != 2 || xs[1] != l.in || r0 < 0 || r1 < r0 || r1 > xs[0] {
-		return g.Errorf("gdino: linear of rows [%d, %d) of %v for %d inputs", r0, r1, xs, l.in)
-	}
-	return g.OpFull("Linear", []int{r1 - r0, l.out}, func(out []float32, in [][]float32) error {
-		nn.LinearRows(out, in[0][r0*l.in:r1*l.in], r1-r0, l.in, in[1], l.out, in[2])
-		return nil
-	}, x, l.w.node(g), l.b.node(g))
+	}, x, gamma, d)
 }

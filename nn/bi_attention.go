@@ -9,75 +9,168 @@ import (
 // (BiMultiHeadAttention's clamp_min_for_underflow / clamp_max_for_overflow).
 const biClamp = 50000
 
-// BiAttentionInto computes the attention core of GroundingDINO's
-// bi-directional image-text fusion (fuse_modules.py BiMultiHeadAttention,
-// between its projections), for s image tokens and n text tokens:
-//
-//	A = scale * q_h k_h^T            (heads, s, n)
-//	A = clamp(A - max(A))            one max over every head and position
-//	outV_h = softmax_text(A) vl_h    (s, d): each image token over the text
-//	Al = clamp(A^T - max_image(A^T)) per head and text token
-//	outL_h = softmax_image(Al) vv_h  (n, d): each text token over the image
-//
-// where clamp bounds to [-50000, 50000]. q and vv are (s, heads*d), k and
-// vl (n, heads*d), outV (s, heads*d), outL (n, heads*d), row-major, head h
-// being the column block [h*d, (h+1)*d). No position is padding (batch 1),
-// so no mask is applied. With no image or no text token the outputs are
-// zero.
-func BiAttentionInto(outV, outL, q, k, vv, vl []float32, s, n, heads, d int, scale float32) error {
-	dim := heads * d
-	switch {
-	case s < 0 || n < 0 || heads < 0 || d < 0:
-		return fmt.Errorf("nn: bi-attention: %d image and %d text tokens, %d heads of %d", s, n, heads, d)
-	case len(q) < s*dim || len(vv) < s*dim || len(outV) < s*dim:
-		return fmt.Errorf("nn: bi-attention: image operands shorter than %d x %d", s, dim)
-	case len(k) < n*dim || len(vl) < n*dim || len(outL) < n*dim:
-		return fmt.Errorf("nn: bi-attention: text operands shorter than %d x %d", n, dim)
-	}
-	if s == 0 || n == 0 || dim == 0 {
-		clear(outV[:s*dim])
-		clear(outL[:n*dim])
-		return nil
-	}
-	a := pool.take(heads * s * n) // every value is written
-	if a == nil {
-		a = make([]float32, heads*s*n)
-	}
-	defer pool.put(a)
-	// A_h (s, n) = scale * q_h (s, d) @ k_h^T (d, n)
-	for h := 0; h < heads; h++ {
-		Gemm(false, true, s, n, d, scale, q[h*d:], dim, k[h*d:], dim, 0, a[h*s*n:], n)
-	}
-	mx := parallelMax(a[:heads*s*n])
-	t := pool.take(n * s)
-	if t == nil {
-		t = make([]float32, n*s)
-	}
-	defer pool.put(t)
-	for h := 0; h < heads; h++ {
-		ah := a[h*s*n : (h+1)*s*n]
-		// Text side, from A before the image side overwrites it:
-		// (n, s) = A_h^T, softmax over the image per text token.
-		transposeInto(t, ah, 1, s, n)
-		ParallelFor(n, func(lo, hi int) {
-			for j := lo; j < hi; j++ {
-				row := t[j*s : (j+1)*s]
-				softmaxClamped(row, clampedShiftMax(row, mx))
-			}
-		})
-		// outL_h (n, d) = P_l (n, s) @ vv_h (s, d)
-		Gemm(false, false, n, d, s, 1, t, s, vv[h*d:], dim, 0, outL[h*d:], dim)
-		// Image side: softmax over the text per image token, in place.
-		per := max(1, 4096/n)
-		ParallelFor((s+per-1)/per, func(lo, hi int) {
-			for i := lo * per; i < min(hi*per, s); i++ {
-				softmaxClamped(ah[i*n:(i+1)*n], mx)
-			}
-		})
-		// outV_h (s, d) = P_v (s, n) @ vl_h (n, d)
-		Gemm(false, false, s, d, n, 1, ah, n, vl[h*d:], dim, 0, outV[h*d:], dim)
+// BiAttentionWeights are the six linears of GroundingDINO's
+// BiMultiHeadAttention (torch layout: weight (out, in), bias (out)), for
+// model width D and attention width E.
+type BiAttentionWeights struct {
+	V, VB             []float32 // v_proj: image queries (E, D), (E)
+	L, LB             []float32 // l_proj: text keys (E, D), (E)
+	ValuesV, ValuesVB []float32 // values_v_proj: image values (E, D), (E)
+	ValuesL, ValuesLB []float32 // values_l_proj: text values (E, D), (E)
+	OutV, OutVB       []float32 // out_v_proj (D, E), (D)
+	OutL, OutLB       []float32 // out_l_proj (D, E), (D)
+}
+
+func (w *BiAttentionWeights) check(dim, embed int) error {
+	for _, t := range []struct {
+		name string
+		x    []float32
+		n    int
+	}{
+		{"v_proj.weight", w.V, embed * dim}, {"v_proj.bias", w.VB, embed},
+		{"l_proj.weight", w.L, embed * dim}, {"l_proj.bias", w.LB, embed},
+		{"values_v_proj.weight", w.ValuesV, embed * dim}, {"values_v_proj.bias", w.ValuesVB, embed},
+		{"values_l_proj.weight", w.ValuesL, embed * dim}, {"values_l_proj.bias", w.ValuesLB, embed},
+		{"out_v_proj.weight", w.OutV, dim * embed}, {"out_v_proj.bias", w.OutVB, dim},
+		{"out_l_proj.weight", w.OutL, dim * embed}, {"out_l_proj.bias", w.OutLB, dim},
+	} {
+		if len(t.x) != t.n {
+			return fmt.Errorf("nn: bi-attention: %s has %d values, want %d", t.name, len(t.x), t.n)
+		}
 	}
 	return nil
+}
+
+// BiAttentionInto computes GroundingDINO's bi-directional image-text
+// attention (fuse_modules.py BiMultiHeadAttention) for s image tokens v
+// (s, D) and n text tokens l (n, D), with heads heads of width E/heads:
+//
+//	q = v_proj(v) * (E/heads)^-0.5, k = l_proj(l), vv = values_v_proj(v), vl = values_l_proj(l)
+//	A_h = q_h k_h^T                            (s, n) per head
+//	A = clamp(A - max(A))                      one max over every head and position
+//	deltaV = out_v_proj(concat_h softmax_text(A_h) vl_h)           (s, D)
+//	Al_h = clamp(A_h^T - max over the image)   per text token
+//	deltaL = out_l_proj(concat_h softmax_image(Al_h) vv_h)         (n, D)
+//
+// with clamp bounding to [-50000, 50000]. No position is padding (batch
+// 1), so no mask is applied.
+//
+// The image-side products are reassociated so that nothing of size s x E
+// is formed: A = v (scale W_q^T k^T) + scale b_q k^T; deltaV = P_v (vl_h
+// W_out,h^T stacked over heads) + b; the text side's vv_h = v W_vv,h^T + b
+// is applied after the softmax-weighted sum (P_l v) W_vv,h^T + b, the
+// weights of each softmax summing to 1. That costs s*D*heads*n
+// multiply-adds per product instead of s*D*E: with n up to 256 tokens and
+// the released sizes (E = 1024, 4 heads), never more. The results differ
+// from the reference's order of operations by float32 rounding only.
+func BiAttentionInto(deltaV, deltaL, v, l []float32, s, n, dim, embed, heads int, w *BiAttentionWeights) error {
+	switch {
+	case s < 0 || n < 0 || dim < 0 || heads <= 0 || embed < 0 || embed%heads != 0:
+		return fmt.Errorf("nn: bi-attention: %d image and %d text tokens of width %d, %d heads for attention width %d", s, n, dim, heads, embed)
+	case len(v) < s*dim || len(deltaV) < s*dim:
+		return fmt.Errorf("nn: bi-attention: image operands shorter than %d x %d", s, dim)
+	case len(l) < n*dim || len(deltaL) < n*dim:
+		return fmt.Errorf("nn: bi-attention: text operands shorter than %d x %d", n, dim)
+	}
+	if err := w.check(dim, embed); err != nil {
+		return err
+	}
+	if s == 0 || n == 0 || embed == 0 {
+		// Softmax over nothing: each side's attention output is zero,
+		// leaving its output projection's bias.
+		fillRows(deltaV[:s*dim], nil, w.OutVB)
+		fillRows(deltaL[:n*dim], nil, w.OutLB)
+		return nil
+	}
+	hd := embed / heads
+	hn := heads * n // attention columns: head-major, then text token
+	scale := float32(math.Pow(float64(hd), -0.5))
+	buf := newScratch()
+	defer buf.free()
+
+	// Text projections: k, vl (n, E).
+	k, vl := buf.get(n*embed), buf.get(n*embed)
+	LinearRows(k, l, n, dim, w.L, embed, w.LB)
+	LinearRows(vl, l, n, dim, w.ValuesL, embed, w.ValuesLB)
+
+	// A (s, hn) = v (s, D) @ m (D, hn) + c, with m[:, h*n+j] = scale *
+	// W_q,h^T k_h[j] and c[h*n+j] = scale * b_q,h . k_h[j].
+	m, c := buf.get(dim*hn), buf.get(hn)
+	for h := 0; h < heads; h++ {
+		Gemm(true, true, dim, n, hd, scale, w.V[h*hd*dim:], dim, k[h*hd:], embed, 0, m[h*n:], hn)
+		for j := 0; j < n; j++ {
+			var dot float32
+			for i, b := range w.VB[h*hd : (h+1)*hd] {
+				dot += b * k[j*embed+h*hd+i]
+			}
+			c[h*n+j] = scale * dot
+		}
+	}
+	a := buf.get(s * hn)
+	fillRows(a, nil, c)
+	Gemm(false, false, s, hn, dim, 1, v, dim, m, hn, 1, a, hn)
+	mx := parallelMax(a)
+
+	// Text side, from A before the image side overwrites it: (hn, s) =
+	// A^T, softmax over the image for each head and text token.
+	at := buf.get(hn * s)
+	transposeInto(at, a, 1, s, hn)
+	ParallelFor(hn, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			row := at[r*s : (r+1)*s]
+			softmaxClamped(row, clampedShiftMax(row, mx))
+		}
+	})
+	// y (hn, D) = P_l v; out_l[j, head h] = y[h*n+j] W_vv,h^T + b_vv,h.
+	y := buf.get(hn * dim)
+	Gemm(false, false, hn, dim, s, 1, at, s, v, dim, 0, y, dim)
+	outL := buf.get(n * embed)
+	fillRows(outL, nil, w.ValuesVB)
+	for h := 0; h < heads; h++ {
+		Gemm(false, true, n, hd, dim, 1, y[h*n*dim:], dim, w.ValuesV[h*hd*dim:], dim, 1, outL[h*hd:], embed)
+	}
+	LinearRows(deltaL[:n*dim], outL, n, embed, w.OutL, dim, w.OutLB)
+
+	// Image side: softmax over the text of each head, in place.
+	per := max(1, 4096/hn)
+	ParallelFor((s+per-1)/per, func(lo, hi int) {
+		for i := lo * per; i < min(hi*per, s); i++ {
+			for h := 0; h < heads; h++ {
+				softmaxClamped(a[i*hn+h*n:i*hn+(h+1)*n], mx)
+			}
+		}
+	})
+	// deltaV (s, D) = P_v (s, hn) @ o (hn, D) + b with o[h*n+j] = vl_h[j]
+	// W_out,h^T.
+	o := buf.get(hn * dim)
+	for h := 0; h < heads; h++ {
+		Gemm(false, true, n, dim, hd, 1, vl[h*hd:], embed, w.OutV[h*hd:], embed, 0, o[h*n*dim:], dim)
+	}
+	fillRows(deltaV[:s*dim], nil, w.OutVB)
+	Gemm(false, false, s, dim, hn, 1, a, hn, o, dim, 1, deltaV, dim)
+	return nil
+}
+
+// scratch hands out pool buffers (every value to be written by the
+// caller) and gives them all back with free.
+type scratch struct{ bufs [][]float32 }
+
+func newScratch() *scratch { return &scratch{} }
+
+func (b *scratch) get(n int) []float32 {
+	x := pool.take(n)
+	if x == nil {
+		x = make([]float32, n)
+	}
+	b.bufs = append(b.bufs, x)
+	return x
+}
+
+func (b *scratch) free() {
+	for _, x := range b.bufs {
+		pool.put(x)
+	}
+	b.bufs = nil
 }
 
 // parallelMax returns the largest value of x (-Inf when empty; NaNs are
@@ -123,7 +216,7 @@ func clampedShiftMax(row []float32, shift float32) float32 {
 	return m
 }
 
-// softmaxClamped replaces row with softmax(clampLogit(row - shift)).
+// softmaxClamped replaces row with softmax(clamp(row - shift)).
 func softmaxClamped(row []float32, shift float32) {
 	m := clampedShiftMax(row, shift)
 	inv := 1 / expShiftSum(row, m)
@@ -132,26 +225,32 @@ func softmaxClamped(row []float32, shift float32) {
 	}
 }
 
-// BiAttention adds the fusion's bi-directional attention core
-// (BiAttentionInto) over projected image queries q and values vv (S, D)
-// and text keys k and values vl (N, D), D a multiple of heads, with the
-// queries scaled by scale. The result is (S+N, D): rows 0..S-1 are the
-// image side's output (each image token attending over the text), rows
-// S..S+N-1 the text side's (each text token attending over the image).
-func (g *Graph) BiAttention(q, k, vv, vl *Node, heads int, scale float32) *Node {
-	if !g.ok(q, k, vv, vl) {
+// BiAttention adds GroundingDINO's bi-directional image-text attention
+// (BiAttentionInto) over the LayerNorm-ed image tokens v (S, D) and text
+// tokens l (N, D), with the module's weights w (attention width embed,
+// heads heads; read when the graph runs, they must not change meanwhile).
+// The result is (S+N, D): rows 0..S-1 are the image update delta_v, rows
+// S..S+N-1 the text update delta_l.
+func (g *Graph) BiAttention(v, l *Node, w *BiAttentionWeights, embed, heads int) *Node {
+	if !g.ok(v, l) {
 		return nil
 	}
-	qs, ks, vvs, vls := shapeOf(q), shapeOf(k), shapeOf(vv), shapeOf(vl)
-	if len(qs) != 2 || len(ks) != 2 || len(vvs) != 2 || len(vls) != 2 ||
-		ks[1] != qs[1] || vvs[1] != qs[1] || vls[1] != qs[1] || vvs[0] != qs[0] || vls[0] != ks[0] {
-		return g.fail("bi-attention: q %v, k %v, image values %v, text values %v: want (S, D), (N, D), (S, D), (N, D)", qs, ks, vvs, vls)
+	vs, ls := shapeOf(v), shapeOf(l)
+	if len(vs) != 2 || len(ls) != 2 || vs[1] != ls[1] {
+		return g.fail("bi-attention: image %v and text %v: want (S, D) and (N, D)", vs, ls)
 	}
-	s, n, dim := qs[0], ks[0], qs[1]
-	if heads <= 0 || dim%heads != 0 {
-		return g.fail("bi-attention: %d heads do not divide width %d", heads, dim)
+	s, n, dim := vs[0], ls[0], vs[1]
+	if heads <= 0 || embed%heads != 0 {
+		return g.fail("bi-attention: %d heads do not divide width %d", heads, embed)
+	}
+	if w == nil {
+		return g.fail("bi-attention: no weights")
+	}
+	if err := w.check(dim, embed); err != nil {
+		g.Fail(err)
+		return nil
 	}
 	return g.OpFull("BiAttention", []int{s + n, dim}, func(out []float32, in [][]float32) error {
-		return BiAttentionInto(out[:s*dim], out[s*dim:], in[0], in[1], in[2], in[3], s, n, heads, dim/heads, scale)
-	}, q, k, vv, vl)
+		return BiAttentionInto(out[:s*dim], out[s*dim:], in[0], in[1], s, n, dim, embed, heads, w)
+	}, v, l)
 }

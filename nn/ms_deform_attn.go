@@ -57,21 +57,24 @@ func MSDeformAttnInto(dst, value []float32, shapes [][2]int, starts []int, heads
 	blocks := (nq + msDeformBlock - 1) / msDeformBlock
 	lp := levels * points
 	ParallelFor(heads*blocks, func(lo, hi int) {
-		acc := make([]float32, hd)
+		// The taps of one query and head: value offsets and weights.
+		off := make([]int, 0, 4*lp)
+		wt := make([]float32, 0, 4*lp)
 		for task := lo; task < hi; task++ {
 			h, b := task/blocks, task%blocks
 			v := vh[h*s*hd : (h+1)*s*hd]
 			for q := b * msDeformBlock; q < min((b+1)*msDeformBlock, nq); q++ {
-				clear(acc)
-				qh := q*heads + h
+				off, wt = off[:0], wt[:0]
+				i := (q*heads + h) * lp
 				for l, sh := range shapes {
-					lv := v[starts[l]*hd : (starts[l]+sh[0]*sh[1])*hd]
 					for p := 0; p < points; p++ {
-						i := qh*lp + l*points + p
-						sampleBilinear(acc, lv, sh[0], sh[1], hd, loc[2*i], loc[2*i+1], attn[i])
+						off, wt = bilinearTaps(off, wt, starts[l], sh[0], sh[1], hd, loc[2*i], loc[2*i+1], attn[i])
+						i++
 					}
 				}
-				copy(dst[q*dim+h*hd:q*dim+(h+1)*hd], acc)
+				acc := dst[q*dim+h*hd : q*dim+(h+1)*hd]
+				clear(acc)
+				deformTaps(acc, v, off, wt)
 			}
 		}
 	})
@@ -97,56 +100,54 @@ func msDeformCheck(shapes [][2]int, starts []int, heads, hd, points int) (int, e
 	return s, nil
 }
 
-// sampleBilinear adds w times the bilinear sample at (x, y) (in [0, 1]
-// units, grid_sample's align_corners=False convention) of the h x w map v
-// (h*w rows of hd channels) to acc. The coordinates are formed as
-// grid_sample forms them from the grid 2*loc-1.
-func sampleBilinear(acc, v []float32, h, w, hd int, x, y, a float32) {
+// bilinearTaps appends the taps of the bilinear sample at (x, y) (in [0,
+// 1] units, grid_sample's align_corners=False convention) of the h x w map
+// whose rows start at row start of a (S, hd) value, weighted by a: for each
+// of the four neighbours inside the map, its element offset in the value
+// and its weight. The coordinates are formed as grid_sample forms them from
+// the grid 2*loc-1.
+func bilinearTaps(off []int, wt []float32, start, h, w, hd int, x, y, a float32) ([]int, []float32) {
 	gx, gy := 2*x-1, 2*y-1
 	ix := (gx+1)*(float32(w)/2) - 0.5 // pixel coordinates
 	iy := (gy+1)*(float32(h)/2) - 0.5
 	// Outside (-1, size) no neighbour is inside; this also drops NaNs and
 	// infinities before they are converted to integers.
 	if !(ix > -1 && ix < float32(w) && iy > -1 && iy < float32(h)) {
-		return
+		return off, wt
 	}
 	fx0, fy0 := float32(math.Floor(float64(ix))), float32(math.Floor(float64(iy)))
 	x0, y0 := int(fx0), int(fy0)
 	fx1, fy1 := fx0+1, fy0+1
 	// nw = (x0, y0), ne = (x0+1, y0), sw = (x0, y0+1), se = (x0+1, y0+1)
-	wnw := (fx1 - ix) * (fy1 - iy)
-	wne := (ix - fx0) * (fy1 - iy)
-	wsw := (fx1 - ix) * (iy - fy0)
-	wse := (ix - fx0) * (iy - fy0)
-	inX0, inX1 := x0 >= 0, x0+1 < w
-	inY0, inY1 := y0 >= 0, y0+1 < h
-	if inX0 && inX1 && inY0 && inY1 {
-		r0 := (y0*w + x0) * hd
-		r1 := r0 + w*hd
-		nw, ne := v[r0:r0+hd], v[r0+hd:r0+2*hd]
-		sw, se := v[r1:r1+hd], v[r1+hd:r1+2*hd]
-		acc = acc[:hd]
-		nw, ne, sw, se = nw[:len(acc)], ne[:len(acc)], sw[:len(acc)], se[:len(acc)]
+	if y0 >= 0 {
+		if x0 >= 0 {
+			off, wt = append(off, (start+y0*w+x0)*hd), append(wt, a*((fx1-ix)*(fy1-iy)))
+		}
+		if x0+1 < w {
+			off, wt = append(off, (start+y0*w+x0+1)*hd), append(wt, a*((ix-fx0)*(fy1-iy)))
+		}
+	}
+	if y0+1 < h {
+		if x0 >= 0 {
+			off, wt = append(off, (start+(y0+1)*w+x0)*hd), append(wt, a*((fx1-ix)*(iy-fy0)))
+		}
+		if x0+1 < w {
+			off, wt = append(off, (start+(y0+1)*w+x0+1)*hd), append(wt, a*((ix-fx0)*(iy-fy0)))
+		}
+	}
+	return off, wt
+}
+
+// deformTapsGo adds wt[k] * v[off[k] : off[k]+len(acc)] to acc for every
+// tap k.
+func deformTapsGo(acc, v []float32, off []int, wt []float32) {
+	for k, o := range off {
+		r := v[o : o+len(acc)]
+		a := wt[k]
 		for c := range acc {
-			acc[c] += a * (nw[c]*wnw + ne[c]*wne + sw[c]*wsw + se[c]*wse)
-		}
-		return
-	}
-	// Border: each neighbour inside the map on its own.
-	tap := func(xi, yi int, wt float32) {
-		if xi < 0 || xi >= w || yi < 0 || yi >= h {
-			return
-		}
-		r := v[(yi*w+xi)*hd : (yi*w+xi+1)*hd]
-		wt *= a
-		for c := range r {
-			acc[c] += wt * r[c]
+			acc[c] += a * r[c]
 		}
 	}
-	tap(x0, y0, wnw)
-	tap(x0+1, y0, wne)
-	tap(x0, y0+1, wsw)
-	tap(x0+1, y0+1, wse)
 }
 
 // MSDeformAttn adds the sampling core of multi-scale deformable attention

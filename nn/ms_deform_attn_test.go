@@ -64,9 +64,15 @@ func msDeformCase(rng *rand.Rand, shapes [][2]int, heads, hd, nq, points int) (v
 }
 
 func TestMSDeformAttnInto(t *testing.T) {
+	for _, hd := range []int{5, 32} { // 32: the AVX2 kernel's width
+		testMSDeformAttnInto(t, hd)
+	}
+}
+
+func testMSDeformAttnInto(t *testing.T, hd int) {
 	rng := rand.New(rand.NewSource(1))
 	shapes := [][2]int{{7, 9}, {4, 5}, {2, 3}, {1, 1}}
-	heads, hd, nq, points := 3, 5, 130, 2
+	heads, nq, points := 3, 130, 2
 	value, starts, loc, attn := msDeformCase(rng, shapes, heads, hd, nq, points)
 	// exact corner cases: the centres of the first and last pixels, the
 	// map's edges, and non-finite locations
@@ -82,7 +88,35 @@ func TestMSDeformAttnInto(t *testing.T) {
 	want := msDeformRef(value, shapes, starts, heads, hd, loc, attn, nq, points)
 	for i := range want {
 		if d := math.Abs(float64(got[i]) - want[i]); !(d <= 1e-5) {
-			t.Fatalf("element %d: got %v want %v", i, got[i], want[i])
+			t.Fatalf("head width %d: element %d: got %v want %v", hd, i, got[i], want[i])
+		}
+	}
+}
+
+// TestDeformTaps compares the accumulation kernel this CPU uses with the
+// plain Go one, for odd and even tap counts.
+func TestDeformTaps(t *testing.T) {
+	rng := rand.New(rand.NewSource(4))
+	v := make([]float32, 64*32)
+	for i := range v {
+		v[i] = rng.Float32()*2 - 1
+	}
+	for taps := 0; taps <= 7; taps++ {
+		off, wt := make([]int, taps), make([]float32, taps)
+		for k := range off {
+			off[k], wt[k] = rng.Intn(64)*32, rng.Float32()
+		}
+		got, want := make([]float32, 32), make([]float32, 32)
+		for c := range got {
+			got[c] = float32(c)
+			want[c] = float32(c)
+		}
+		deformTaps(got, v, off, wt)
+		deformTapsGo(want, v, off, wt)
+		for c := range got {
+			if math.Abs(float64(got[c]-want[c])) > 1e-5 {
+				t.Fatalf("%d taps, channel %d: got %v want %v", taps, c, got[c], want[c])
+			}
 		}
 	}
 }
