@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"image"
+	"strings"
 	"time"
 
 	"github.com/mam-go/mam-go/nn"
@@ -85,7 +86,7 @@ func (d *Detector) Encode(ctx context.Context, img image.Image, opt Options) (*I
 		shapes: shapes, starts: starts,
 	}
 	if opt.Dump != nil {
-		sendDump(opt.Dump, dump)
+		d.sendDump(opt.Dump, dump)
 		im.dumpLevels(opt.Dump)
 	}
 	return im, nil
@@ -132,7 +133,7 @@ func (im *Image) Detect(ctx context.Context, caption string, opt Options) (*Resu
 	}
 	stage("encoder")
 	if opt.Dump != nil {
-		sendDump(opt.Dump, dump)
+		d.sendDump(opt.Dump, dump)
 	}
 	mem, memText := nn.Values(memory), nn.Values(memoryText)
 
@@ -210,22 +211,25 @@ func stageTimer(fn func(string, time.Duration)) func(string) {
 	}
 }
 
-// sendDump sends the values of kept nodes under their golden names, with
-// the reference's leading batch axis.
-func sendDump(fn DumpFunc, nodes map[string]*nn.Node) {
+// sendDump sends the values of kept nodes under their golden names, in
+// the reference's shapes.
+func (d *Detector) sendDump(fn DumpFunc, nodes map[string]*nn.Node) {
 	for name, n := range nodes {
-		v := nn.Values(n)
-		if v == nil {
-			continue
+		if v := nn.Values(n); v != nil {
+			fn(name, d.goldenShape(name, nn.Shape(n)), v)
 		}
-		fn(name, batchShape(nn.Shape(n)), v)
 	}
 }
 
-// batchShape adds the reference's batch axis of 1 to a shape that lacks
-// it: every golden stage tensor has one; only NCHW maps already do.
-func batchShape(s []int) []int {
-	if len(s) == 4 && s[0] == 1 {
+// goldenShape is the reference's shape of a dumped stage: with its batch
+// axis of 1 (graph nodes that hold one image keep it only where the
+// reference's layout needs it), and the deformable attention's values by
+// head.
+func (d *Detector) goldenShape(name string, s []int) []int {
+	if strings.HasSuffix(name, "_deform_value") && len(s) == 2 && s[1] == d.cfg.HiddenDim {
+		return []int{1, s[0], d.cfg.Heads, s[1] / d.cfg.Heads}
+	}
+	if len(s) >= 3 && s[0] == 1 {
 		return s
 	}
 	return append([]int{1}, s...)

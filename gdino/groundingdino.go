@@ -48,7 +48,7 @@ func newModel(p *nn.Params, cfg Config) *Detector {
 		cfg:         cfg,
 		backbone:    newImageBackbone(p, cfg),
 		text:        newTextEncoder(p, cfg),
-		encoder:     newEncoder(p, cfg),
+		encoder:     newEncoder(p.Sub("transformer").Sub("encoder"), cfg),
 		transformer: newTransformer(p, cfg),
 	}
 }
