@@ -3,7 +3,6 @@ package gdino
 import (
 	"fmt"
 	"slices"
-	"strings"
 )
 
 // TextInput is what the model needs from a caption: the token ids BERT
@@ -54,12 +53,12 @@ func (t *Tokenizer) Prepare(caption string, maxLen int) (TextInput, error) {
 	if maxLen < 1 {
 		return TextInput{}, fmt.Errorf("gdino: text length %d: must be at least 1", maxLen)
 	}
-	pre := PreprocessCaption(caption)
+	pre, appended := tokPreprocess(caption)
 	full := t.Encode(pre)
-	// full is [CLS] tokens... [SEP]; when PreprocessCaption appended the
-	// ".", the caption's own tokens are all but the last of them.
+	// full is [CLS] tokens... [SEP]; when preprocessing appended the ".",
+	// the caption's own tokens are all but the last of them.
 	own := len(full) - 2
-	if !strings.HasSuffix(strings.TrimFunc(tokPyLower(caption), tokIsPySpace), ".") {
+	if appended {
 		own--
 	}
 	if own < 1 {
@@ -68,7 +67,7 @@ func (t *Tokenizer) Prepare(caption string, maxLen int) (TextInput, error) {
 	mask, pos, cate := tokSubSentence(full, t.SpecialTokenIDs(), maxLen)
 	n := min(len(full), maxLen)
 	return TextInput{
-		IDs:          slices.Clip(full[:n:n]),
+		IDs:          slices.Clone(full[:n]),
 		PositionIDs:  pos,
 		SelfAttnMask: mask,
 		CateToToken:  cate,

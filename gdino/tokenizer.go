@@ -245,11 +245,18 @@ func tokCleanUp(s string) string {
 // (Python's whitespace), and a "." appended unless the result already ends
 // with one. "cat . dog" becomes "cat . dog.".
 func PreprocessCaption(caption string) string {
+	s, _ := tokPreprocess(caption)
+	return s
+}
+
+// tokPreprocess is PreprocessCaption, also reporting whether it appended
+// the ".".
+func tokPreprocess(caption string) (string, bool) {
 	s := strings.TrimFunc(tokPyLower(caption), tokIsPySpace)
 	if strings.HasSuffix(s, ".") {
-		return s
+		return s, false
 	}
-	return s + "."
+	return s + ".", true
 }
 
 // appendIDs appends the ids of Tokenize(text) to dst.
