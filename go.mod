@@ -5,6 +5,7 @@ go 1.26.8
 require (
 	github.com/chewxy/hm v1.0.0
 	github.com/sbinet/npyio v0.6.0
+	golang.org/x/image v0.48.0
 	golang.org/x/text v0.44.0
 	gorgonia.org/gorgonia v0.9.18
 	gorgonia.org/tensor v0.9.24

@@ -36,6 +36,13 @@ var (
 	SAMViTL = Checkpoint{Name: "sam_vit_l_0b3195.pth", URL: "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_l_0b3195.pth"}
 	SAMViTH = Checkpoint{Name: "sam_vit_h_4b8939.pth", URL: "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth"}
 	MAMViTB = Checkpoint{Name: "mam_vitb.pth", URL: "https://huggingface.co/spaces/shi-labs/Matting-Anything/resolve/main/checkpoints/mam_vitb.pth"}
+
+	// GroundingDINO Swin-T OGC, the text-prompt detector MAM's demo runs
+	// (IDEA-Research/GroundingDINO release v0.1.0-alpha), and the
+	// bert-base-uncased vocabulary its tokenizer reads.
+	GDINOSwinT = Checkpoint{Name: "groundingdino_swint_ogc.pth", URL: "https://github.com/IDEA-Research/GroundingDINO/releases/download/v0.1.0-alpha/groundingdino_swint_ogc.pth"}
+	BERTVocab  = Checkpoint{Name: "bert-base-uncased-vocab.txt", URL: "https://huggingface.co/bert-base-uncased/resolve/main/vocab.txt",
+		Size: 231508, SHA256: "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"}
 )
 
 // CacheDir is the directory downloaded checkpoints go to:
