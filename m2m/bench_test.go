@@ -2,10 +2,10 @@ package m2m
 
 import (
 	"context"
+	"github.com/mam-go/mam-go/nn"
 	"math/rand"
+	"slices"
 	"testing"
-
-	"gorgonia.org/tensor"
 )
 
 func TestLoadDefault(t *testing.T) {
@@ -26,18 +26,18 @@ func TestLoadDefault(t *testing.T) {
 	}
 	// a small forward pass through the released architecture: E = 2, S = 32
 	e := 2
-	feat := tensor.New(tensor.WithShape(1, 256, e, e), tensor.WithBacking(make([]float32, 256*e*e)))
-	img := tensor.New(tensor.WithShape(1, 3, 16*e, 16*e), tensor.WithBacking(make([]float32, 3*256*e*e)))
-	mask := tensor.New(tensor.WithShape(1, 1, 4*e, 4*e), tensor.WithBacking(make([]float32, 16*e*e)))
+	feat := nn.NewTensor(make([]float32, 256*e*e), 1, 256, e, e)
+	img := nn.NewTensor(make([]float32, 3*256*e*e), 1, 3, 16*e, 16*e)
+	mask := nn.NewTensor(make([]float32, 16*e*e), 1, 1, 4*e, 4*e)
 	out, err := d.Forward(context.Background(), feat, img, mask)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, o := range []*tensor.Dense{out.OS1, out.OS4, out.OS8} {
-		if !o.Shape().Eq(tensor.Shape{1, 1, 16 * e, 16 * e}) {
-			t.Fatalf("output shape %v", o.Shape())
+	for _, o := range []*nn.Tensor{out.OS1, out.OS4, out.OS8} {
+		if !slices.Equal(o.Shape, []int{1, 1, 16 * e, 16 * e}) {
+			t.Fatalf("output shape %v", o.Shape)
 		}
-		for _, v := range o.Data().([]float32) {
+		for _, v := range o.Data {
 			if !(v >= 0 && v <= 1) {
 				t.Fatalf("alpha %v outside [0, 1]", v)
 			}
@@ -52,7 +52,7 @@ func benchForward(b *testing.B, cfg Config, e int) {
 	}
 	s := 16 * e
 	rng := rand.New(rand.NewSource(3))
-	mk := func(shape ...int) *tensor.Dense {
+	mk := func(shape ...int) *nn.Tensor {
 		n := 1
 		for _, x := range shape {
 			n *= x
@@ -61,7 +61,7 @@ func benchForward(b *testing.B, cfg Config, e int) {
 		for i := range v {
 			v[i] = rng.Float32()
 		}
-		return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(v))
+		return nn.NewTensor(v, shape...)
 	}
 	feat, img, mask := mk(1, cfg.FeatDim, e, e), mk(1, 3, s, s), mk(1, 1, 4*e, 4*e)
 	ctx := context.Background()

@@ -3,11 +3,21 @@
 // image embeddings, the normalised input image and a binary SAM mask into
 // alpha mattes at output strides 1, 4 and 8.
 //
-// The network is built as a gorgonia expression graph from the nn package's
-// ops (convolutions, BatchNorm, LeakyReLU, bilinear and nearest resizing).
-// Its spectral-normalised convolutions are folded into plain weights when a
-// checkpoint is loaded (ops.go), so inference runs the same arithmetic as
-// the reference in eval mode.
+// New builds a Decoder from the MAM checkpoint's state dict (DetectConfig
+// reads its configuration off the shapes); Forward runs it:
+//
+//	d, err := m2m.New(store, m2m.Default())
+//	out, err := d.Forward(ctx, embeddings, input, guide) // out.OS1, OS4, OS8
+//
+// conv_sam.go mirrors networks/m2ms/conv_sam.py (SAM_Decoder_Deep,
+// BasicBlock) and ops.go networks/ops.py's SpectralNorm: the
+// spectral-normalised convolutions are folded into plain weights when the
+// model is built, and each eval BatchNorm into the convolution before it,
+// so inference runs the reference's eval-mode arithmetic as an nn graph of
+// fused convolutions. ForwardRegion computes only the image's region of a
+// padded input (region.go says which part of each layer that needs).
+//
+// A Decoder is safe for concurrent use (runs are serialised).
 package m2m
 
 import (

@@ -3,12 +3,13 @@ package m2m
 import (
 	"context"
 	"errors"
+	"github.com/mam-go/mam-go/nn"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/mam-go/mam-go/internal/testutil"
 	"github.com/mam-go/mam-go/weights"
-	"gorgonia.org/tensor"
 )
 
 func loadStore(t testing.TB) *weights.Store {
@@ -37,10 +38,10 @@ func storeCopy(t testing.TB, s *weights.Store, edit func(m map[string]*weights.T
 	return weights.New("copy", m)
 }
 
-func dense(t testing.TB, path string) *tensor.Dense {
+func dense(t testing.TB, path string) *nn.Tensor {
 	t.Helper()
 	x := testutil.NPY(t, path)
-	return tensor.New(tensor.WithShape(x.Shape...), tensor.WithBacking(x.Float32s()))
+	return nn.NewTensor(x.Float32s(), x.Shape...)
 }
 
 func TestDetectConfig(t *testing.T) {
@@ -85,10 +86,10 @@ func TestForwardGolden(t *testing.T) {
 				}
 				for _, o := range []struct {
 					name string
-					got  *tensor.Dense
+					got  *nn.Tensor
 				}{{"alpha_os1", out.OS1}, {"alpha_os4", out.OS4}, {"alpha_os8", out.OS8}} {
 					want := testutil.NPY(t, testutil.Golden("tiny", img, cs, o.name+".npy"))
-					testutil.Check(t, o.name, o.got.Data().([]float32), o.got.Shape(), want, 1e-4, false)
+					testutil.Check(t, o.name, o.got.Data, o.got.Shape, want, 1e-4, false)
 				}
 			})
 		}
@@ -110,7 +111,7 @@ func TestForwardRegion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := full.OS1.Shape()
+	s := full.OS1.Shape
 	h, w := s[2], s[3]
 	for _, r := range [][2]int{{h * 3 / 4, 0}, {0, w/2 + 1}, {h/3 + 1, w/2 - 1}, {1, 1}, {h, w}, {h + 5, 0}} {
 		got, err := d.ForwardRegion(context.Background(), feat, input, mask, r[0], r[1])
@@ -126,9 +127,9 @@ func TestForwardRegion(t *testing.T) {
 		}
 		for _, o := range []struct {
 			name      string
-			got, want *tensor.Dense
+			got, want *nn.Tensor
 		}{{"os1", got.OS1, full.OS1}, {"os4", got.OS4, full.OS4}, {"os8", got.OS8, full.OS8}} {
-			g, f := o.got.Data().([]float32), o.want.Data().([]float32)
+			g, f := o.got.Data, o.want.Data
 			for i := range g {
 				y, x := i/w, i%w
 				want := f[i]
@@ -161,17 +162,17 @@ func TestForwardOutputsKept(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keep := append([]float32(nil), first.OS1.Data().([]float32)...)
+	keep := append([]float32(nil), first.OS1.Data...)
 	second, err := d.Forward(context.Background(), feat, input, m2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	same := true
-	for i, v := range first.OS1.Data().([]float32) {
+	for i, v := range first.OS1.Data {
 		if v != keep[i] {
 			t.Fatalf("first output changed at %d by the second Forward", i)
 		}
-		same = same && v == second.OS1.Data().([]float32)[i]
+		same = same && v == second.OS1.Data[i]
 	}
 	if same {
 		t.Fatal("two different masks gave the same matte")
@@ -218,17 +219,17 @@ func TestForwardErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mk := func(shape ...int) *tensor.Dense {
+	mk := func(shape ...int) *nn.Tensor {
 		n := 1
 		for _, s := range shape {
 			n *= s
 		}
-		return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(make([]float32, n)))
+		return nn.NewTensor(make([]float32, n), shape...)
 	}
 	feat, img, mask := mk(1, 32, 4, 4), mk(1, 3, 64, 64), mk(1, 1, 16, 16)
 	cases := []struct {
 		name            string
-		feat, img, mask *tensor.Dense
+		feat, img, mask *nn.Tensor
 	}{
 		{"nil", nil, img, mask},
 		{"feat channels", mk(1, 31, 4, 4), img, mask},
@@ -236,7 +237,7 @@ func TestForwardErrors(t *testing.T) {
 		{"mask rank", feat, img, mk(1, 16, 16)},
 		{"batch", feat, mk(2, 3, 64, 64), mask},
 		{"not square", mk(1, 32, 4, 5), img, mask},
-		{"dtype", feat, tensor.New(tensor.WithShape(1, 3, 2, 2), tensor.WithBacking(make([]float64, 12))), mask},
+		{"short data", feat, &nn.Tensor{Shape: []int{1, 3, 64, 64}, Data: make([]float32, 12)}, mask},
 	}
 	for _, c := range cases {
 		if _, err := d.Forward(context.Background(), c.feat, c.img, c.mask); err == nil {
@@ -247,7 +248,7 @@ func TestForwardErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := out.OS1.Shape(); !s.Eq(tensor.Shape{1, 1, 64, 64}) {
+	if s := out.OS1.Shape; !slices.Equal(s, []int{1, 1, 64, 64}) {
 		t.Errorf("os1 shape %v", s)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

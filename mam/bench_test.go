@@ -79,7 +79,7 @@ func benchDecoder(b *testing.B, all bool) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	in := sam.PromptInput{Box: &sam.Box{X0: 200, Y0: 150, X1: 800, Y1: 650}, Multimask: true}
+	in := sam.Prompt{Box: &sam.Box{X0: 200, Y0: 150, X1: 800, Y1: 650}}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -110,7 +110,7 @@ func benchM2M(b *testing.B, region bool) {
 		b.Fatal(err)
 	}
 	p := s.Predictor()
-	pr, err := p.Predict(context.Background(), sam.PromptInput{Box: &sam.Box{X0: 200, Y0: 150, X1: 800, Y1: 650}, Multimask: true})
+	pr, err := p.Predict(context.Background(), sam.Prompt{Box: &sam.Box{X0: 200, Y0: 150, X1: 800, Y1: 650}})
 	if err != nil {
 		b.Fatal(err)
 	}

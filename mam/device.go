@@ -9,7 +9,8 @@ import "github.com/mam-go/mam-go/nn"
 //	d, err := cuda.Open(0)
 //	if err != nil { ... } // no GPU, or built without -tags cuda: stay on the CPU
 //	defer d.Close()
-//	m, err := mam.Load(samPath, mamPath, mam.WithDevice(d))
+//	mam.SetDevice(d)
+//	defer mam.SetDevice(nil)
 type Device interface {
 	// Name names the device, for logs.
 	Name() string
@@ -26,25 +27,17 @@ type Device interface {
 // lower it to route the tiny model's products too.
 var deviceMinFLOPs int64 = 1 << 26
 
-// WithDevice runs the model's large matrix products (the Linear layers of
-// the image encoder, mainly) on d, falling back to the CPU for any product
-// d declines. A nil d keeps (or puts back) everything on the CPU.
-//
-// The products are routed through nn.SetGemmBackend, which is
-// process-wide: d is installed once Load or New has built the model, and
-// then serves every model in the process until another WithDevice or
-// nn.SetGemmBackend replaces it. Close d after putting the CPU back with
-// nn.SetGemmBackend(nil, 0); a closed device declines every product, so
-// forgetting to only costs the fallback.
+// SetDevice routes the large matrix products (the Linear layers of the
+// image encoder, mainly) of every model in the process to d, falling back
+// to the CPU for any product d declines; nil puts everything back on the
+// CPU. It is process-wide (nn.SetGemmBackend): d serves every Model, those
+// loaded before and after, until the next SetDevice. Put the CPU back
+// before closing d; a closed device declines every product, so forgetting
+// to only costs the fallback.
 //
 // Only the GEMMs run on the device today, copied to and from it per call;
 // see package cuda for what is still on the CPU.
-func WithDevice(d Device) Option {
-	return func(c *loadConfig) { c.device, c.setDevice = d, true }
-}
-
-// install routes the products to d (nil: back to the CPU).
-func install(d Device) {
+func SetDevice(d Device) {
 	if d == nil {
 		nn.SetGemmBackend(nil, 0)
 		return

@@ -10,10 +10,9 @@ import (
 	"github.com/mam-go/mam-go/internal/testutil"
 	"github.com/mam-go/mam-go/nn"
 	"github.com/mam-go/mam-go/weights"
-	"gorgonia.org/tensor"
 )
 
-// *cuda.Device must plug into WithDevice, with or without the cuda tag.
+// *cuda.Device must plug into SetDevice, with or without the cuda tag.
 var _ Device = (*cuda.Device)(nil)
 
 // refDevice is a Device that computes on the CPU with a float64 reference
@@ -53,10 +52,10 @@ func (d *refDevice) Gemm(transA, transB bool, m, n, k int, alpha float32, a []fl
 	return true
 }
 
-// TestWithDevice runs the tiny golden pipeline with its GEMMs on a device
+// TestSetDevice runs the tiny golden pipeline with its GEMMs on a device
 // (every one, or every other one with the rest declined to the CPU) and
 // checks the embedding and the matte against the reference.
-func TestWithDevice(t *testing.T) {
+func TestSetDevice(t *testing.T) {
 	saved := deviceMinFLOPs
 	deviceMinFLOPs = 0
 	t.Cleanup(func() {
@@ -85,15 +84,16 @@ func TestWithDevice(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dev := &refDevice{decline: tc.decline}
-			m, err := New(ss, ms, WithDevice(dev))
+			m, err := New(ss, ms)
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer nn.SetGemmBackend(nil, 0)
-			var emb *tensor.Dense
-			dump := WithDump(func(name string, x *tensor.Dense) {
+			SetDevice(dev)
+			defer SetDevice(nil)
+			var emb *nn.Tensor
+			dump := WithDump(func(name string, shape []int, data []float32) {
 				if name == "image_embeddings" {
-					emb = x
+					emb = nn.NewTensor(data, shape...)
 				}
 			})
 			res, err := m.Matte(context.Background(), img, c.prompt(), WithMode(MaskGuide), dump)
@@ -107,18 +107,18 @@ func TestWithDevice(t *testing.T) {
 			if emb == nil {
 				t.Fatal("image_embeddings not dumped")
 			}
-			testutil.Check(t, "image_embeddings", nn.F32(emb), emb.Shape(), testutil.NPY(t, testutil.Golden("tiny", "dog_240", "image_embeddings.npy")), 1e-4, true)
+			testutil.Check(t, "image_embeddings", emb.Data, emb.Shape, testutil.NPY(t, testutil.Golden("tiny", "dog_240", "image_embeddings.npy")), 1e-4, true)
 			testutil.Check(t, "alpha_maskguide", res.Alpha, []int{res.Height, res.Width}, testutil.NPY(t, filepath.Join(dir, "alpha_maskguide.npy")), 1e-4, false)
 		})
 	}
-	// WithDevice(nil) puts the CPU back: a device installed before is no
+	// SetDevice(nil) puts the CPU back: a device installed before is no
 	// longer called.
 	dev := &refDevice{decline: func(int64) bool { return false }}
-	WithDevice(dev)(&loadConfig{})
-	WithDevice(nil)(&loadConfig{})
+	SetDevice(dev)
+	SetDevice(nil)
 	a := make([]float32, 64*64)
 	nn.Gemm(false, false, 64, 64, 64, 1, a, 64, a, 64, 0, make([]float32, 64*64), 64)
 	if n := dev.calls.Load(); n != 0 {
-		t.Errorf("device called %d times after WithDevice(nil)", n)
+		t.Errorf("device called %d times after SetDevice(nil)", n)
 	}
 }

@@ -1,32 +1,47 @@
 // Package mam is the public API of mam-go: Matting Anything in pure Go.
 //
 // Load a SAM checkpoint and a MAM checkpoint, then ask for the alpha matte
-// of the object a prompt (a box, points, or both) designates:
+// of the object a prompt (points, a box, a mask, or a mix) designates:
 //
-//	m, err := mam.Load("sam_vit_b_01ec64.pth", "mam_vitb.pth")
+//	m, err := mam.Load(ctx, "sam_vit_b_01ec64.pth", "mam_vitb.pth")
 //	res, err := m.Matte(ctx, img, mam.Prompt{Box: &mam.Box{X0: 10, Y0: 20, X1: 200, Y1: 300}})
+//	err = res.WriteAlphaPNG(w, 8)
 //
-// Segment Anything finds the object (its best-IoU multimask output); the
-// Mask-to-Matte module turns the mask into three mattes (os1, os4, os8)
-// that the iterative refinement of the reference's single_ms_inference
-// merges into the result (see Mode). A Session embeds an image once and
-// mattes any number of prompts on it, as instance matting does.
+// Segment Anything finds the object (the best-IoU mask of its three); the
+// Mask-to-Matte module (M2M) turns the mask into three mattes (at output
+// strides 1, 4 and 8) that the iterative refinement of the reference's
+// single_ms_inference merges into the result (see Mode and Refine).
+//
+// A Session embeds an image once and mattes any number of prompts on it
+// (instance matting, or iterative refinement: pass Result.MaskPrompt back
+// as the next Prompt's Mask). Session.MatteMask mattes a mask the caller
+// already has, skipping SAM's mask decoder.
+//
+// Concurrency: a Model is safe for concurrent use (its modules serialise
+// their runs); a Session is too (its calls are serialised), and Sessions
+// of one Model run in parallel except inside a module.
+//
+// Errors wrap ErrNoPrompt, ErrBadPrompt or ErrBadImage where they apply,
+// for errors.Is, and context.Canceled or DeadlineExceeded when the context
+// ends.
 package mam
 
 import (
 	"context"
 	"fmt"
 	"image"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/mam-go/mam-go/m2m"
 	"github.com/mam-go/mam-go/nn"
 	"github.com/mam-go/mam-go/sam"
 	"github.com/mam-go/mam-go/weights"
-	"gorgonia.org/tensor"
 )
 
-// Model is a loaded Matting Anything model: SAM and the M2M module.
+// Model is a loaded Matting Anything model: SAM and the M2M module. It is
+// safe for concurrent use.
 type Model struct {
 	SAM *sam.Model
 	M2M *m2m.Decoder
@@ -36,9 +51,7 @@ type Model struct {
 type Option func(*loadConfig)
 
 type loadConfig struct {
-	preset    string
-	device    Device
-	setDevice bool
+	preset string
 }
 
 // WithPreset forces the SAM configuration (vit_b, vit_l, vit_h or tiny)
@@ -47,15 +60,19 @@ func WithPreset(name string) Option { return func(c *loadConfig) { c.preset = na
 
 // Load reads a SAM checkpoint and a MAM checkpoint (.pth as released, or
 // their .npz / .npy-directory conversions) and builds the model. The SAM
-// variant is recognised from the checkpoint's shapes.
-func Load(samPath, mamPath string, opts ...Option) (*Model, error) {
-	ss, err := weights.Open(samPath)
+// variant is recognised from the checkpoint's shapes. It stops with
+// ctx.Err() when ctx ends while the checkpoints are read.
+func Load(ctx context.Context, samPath, mamPath string, opts ...Option) (*Model, error) {
+	ss, err := weights.OpenContext(ctx, samPath)
 	if err != nil {
 		return nil, fmt.Errorf("mam: SAM checkpoint: %w", err)
 	}
-	ms, err := weights.OpenMAM(mamPath)
+	ms, err := weights.OpenContext(ctx, mamPath)
 	if err != nil {
 		return nil, fmt.Errorf("mam: MAM checkpoint: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	return New(ss, ms, opts...)
 }
@@ -94,9 +111,6 @@ func New(samStore, mamStore *weights.Store, opts ...Option) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mam: %w", err)
 	}
-	if lc.setDevice {
-		install(lc.device)
-	}
 	return &Model{SAM: sm, M2M: dec}, nil
 }
 
@@ -105,25 +119,27 @@ type MatteOption func(*matteConfig)
 
 type matteConfig struct {
 	mode Mode
-	dump func(name string, t *tensor.Dense)
+	dump func(name string, shape []int, data []float32)
 }
 
 // WithMode selects the refinement (PostProcess by default).
 func WithMode(m Mode) MatteOption { return func(c *matteConfig) { c.mode = m } }
 
-// WithDump calls fn with every intermediate tensor, under the names of the
-// golden reference data: input, image_embeddings (once per session),
-// low_res_masks, iou_predictions, masks, guide_mask, post_mask, alpha_os1,
-// alpha_os4, alpha_os8 and alpha_<mode>. The tensors must not be modified.
-func WithDump(fn func(name string, t *tensor.Dense)) MatteOption {
+// WithDump calls fn with every intermediate tensor, its shape and its
+// values, under the names of the golden reference data: input,
+// image_embeddings, low_res_masks, iou_predictions, masks, guide_mask,
+// post_mask, alpha_os1, alpha_os4, alpha_os8 and alpha_<mode> (MatteMask
+// dumps those after masks). fn must not modify or keep the values.
+func WithDump(fn func(name string, shape []int, data []float32)) MatteOption {
 	return func(c *matteConfig) { c.dump = fn }
 }
 
 // Session holds one image's embedding, so that several prompts on the same
-// image (instance matting) run the image encoder once. It is not safe for
-// concurrent use.
+// image (instance matting, iterative refinement) run the image encoder
+// once. It is safe for concurrent use: its calls are serialised.
 type Session struct {
 	m    *Model
+	mu   sync.Mutex
 	pred *sam.Predictor
 }
 
@@ -136,14 +152,15 @@ func (m *Model) NewSession(ctx context.Context, img image.Image) (*Session, erro
 	return &Session{m: m, pred: p}, nil
 }
 
-// Predictor exposes the session's SAM predictor (for mask-only use).
+// Predictor exposes the session's SAM predictor (for mask-only use). It is
+// not safe for concurrent use, nor to use while a Matte call runs.
 func (s *Session) Predictor() *sam.Predictor { return s.pred }
 
 // Matte returns the matte of img for prompt p: one image encoding, then as
 // Session.Matte.
 func (m *Model) Matte(ctx context.Context, img image.Image, p Prompt, opts ...MatteOption) (*Result, error) {
 	if err := p.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("mam: %w", err)
 	}
 	s, err := m.NewSession(ctx, img)
 	if err != nil {
@@ -157,7 +174,7 @@ func (m *Model) Matte(ctx context.Context, img image.Image, p Prompt, opts ...Ma
 func (m *Model) MatteAll(ctx context.Context, img image.Image, ps []Prompt, opts ...MatteOption) ([]*Result, error) {
 	for i, p := range ps {
 		if err := p.Validate(); err != nil {
-			return nil, fmt.Errorf("prompt %d: %w", i, err)
+			return nil, fmt.Errorf("mam: prompt %d: %w", i, err)
 		}
 	}
 	s, err := m.NewSession(ctx, img)
@@ -173,57 +190,53 @@ func (m *Model) MatteAll(ctx context.Context, img image.Image, ps []Prompt, opts
 	return out, nil
 }
 
-// Matte decodes p with SAM (multimask, best IoU, as MAM does), runs the
-// M2M module on the binarised low-res mask and refines its mattes.
-func (s *Session) Matte(ctx context.Context, p Prompt, opts ...MatteOption) (*Result, error) {
+// options applies opts over the defaults and checks the mode.
+func options(opts []MatteOption) (matteConfig, error) {
 	mc := matteConfig{mode: PostProcess}
 	for _, o := range opts {
 		o(&mc)
 	}
-	if _, err := ParseMode(string(mc.mode)); err != nil {
+	_, err := ParseMode(string(mc.mode))
+	return mc, err
+}
+
+// dumpf calls the dump function, if any.
+func (mc *matteConfig) dumpf(name string, shape []int, data []float32) {
+	if mc.dump != nil {
+		mc.dump(name, shape, data)
+	}
+}
+
+// Matte decodes p with SAM (the best-IoU mask of three, as MAM does,
+// unless p.SingleMask), runs the M2M module on the binarised low-res mask
+// and refines its mattes.
+func (s *Session) Matte(ctx context.Context, p Prompt, opts ...MatteOption) (*Result, error) {
+	mc, err := options(opts)
+	if err != nil {
 		return nil, err
 	}
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
-	dump := func(name string, t *tensor.Dense) {
-		if mc.dump != nil {
-			mc.dump(name, t)
-		}
-	}
-	in := sam.PromptInput{Multimask: true}
-	for _, pt := range p.Points {
-		in.Points = append(in.Points, sam.Point{X: pt.X, Y: pt.Y, Label: pt.Label})
-	}
-	if p.Box != nil {
-		in.Box = &sam.Box{X0: p.Box.X0, Y0: p.Box.Y0, X1: p.Box.X1, Y1: p.Box.Y1}
-	}
-	pr, err := s.pred.Predict(ctx, in)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pr, err := s.pred.Predict(ctx, p)
 	if err != nil {
 		return nil, fmt.Errorf("mam: %w", err)
 	}
 	h, w := s.pred.OriginalSize()
-	newh, neww := s.pred.InputSize()
 	best := pr.Best()
-	dump("input", s.pred.Input())
-	dump("image_embeddings", s.pred.Embeddings())
-	dump("low_res_masks", pr.LowRes)
-	dump("iou_predictions", nn.NewDense(pr.IoU, 1, len(pr.IoU)))
+	mc.dumpf("input", s.pred.Input().Shape, s.pred.Input().Data)
+	mc.dumpf("image_embeddings", s.pred.Embeddings().Shape, s.pred.Embeddings().Data)
+	mc.dumpf("low_res_masks", pr.LowRes.Shape, pr.LowRes.Data)
+	mc.dumpf("iou_predictions", []int{1, len(pr.IoU)}, pr.IoU)
 	if mc.dump != nil {
-		dump("masks", pr.Masks()) // computes the masks not used below
+		m := pr.Masks() // computes the masks not used below
+		mc.dump("masks", m.Shape, m.Data)
 	}
 
 	// guide = best low-res logits > 0 (1, 1, 4E, 4E)
 	guide := pr.LowResMask(best)
-	gv := nn.F32(guide) // (F32 allocates: once, not per value)
-	for i, v := range gv {
-		if v > 0 {
-			gv[i] = 1
-		} else {
-			gv[i] = 0
-		}
+	for i, v := range guide.Data {
+		guide.Data[i] = step(v > 0)
 	}
-	dump("guide_mask", guide)
 	// post = best full-size logits > 0 (h, w)
 	post := make([]uint8, h*w)
 	for i, in := range pr.Binary(best) {
@@ -231,14 +244,76 @@ func (s *Session) Matte(ctx context.Context, p Prompt, opts ...MatteOption) (*Re
 			post[i] = 1
 		}
 	}
+	res := &Result{Width: w, Height: h, Mask: post, Mode: mc.mode,
+		IoU: pr.IoU[best], Scores: slices.Clone(pr.IoU), Index: best, LowRes: pr.LowRes}
+	return res, s.matte(ctx, &mc, guide, res)
+}
+
+// MatteMask mattes the object of a mask the caller already has (from
+// another segmenter, or edited by hand): mask holds one value per pixel of
+// the session's image, row-major, non-zero inside. SAM's mask decoder is
+// skipped: the mask is the Result's Mask, and M2M's guide is the mask
+// brought to SAM's low-res frame as SAM's own masks are (resized to the
+// model's input frame, padded, resized to 4E x 4E, thresholded at 0.5).
+// The Result has no IoU, Scores or LowRes (Index is -1).
+func (s *Session) MatteMask(ctx context.Context, mask []uint8, opts ...MatteOption) (*Result, error) {
+	mc, err := options(opts)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h, w := s.pred.OriginalSize()
+	if len(mask) != h*w {
+		return nil, fmt.Errorf("mam: mask has %d values for the %dx%d image: %w", len(mask), w, h, ErrBadPrompt)
+	}
+	post := make([]uint8, h*w)
+	for i, v := range mask {
+		post[i] = min(v, 1)
+	}
+	mc.dumpf("input", s.pred.Input().Shape, s.pred.Input().Data)
+	mc.dumpf("image_embeddings", s.pred.Embeddings().Shape, s.pred.Embeddings().Data)
+	res := &Result{Width: w, Height: h, Mask: post, Mode: mc.mode, Index: -1}
+	return res, s.matte(ctx, &mc, s.lowResGuide(post), res)
+}
+
+// lowResGuide brings a full-size binary mask (h, w) to a binary guide
+// (1, 1, 4E, 4E) in SAM's low-res frame.
+func (s *Session) lowResGuide(post []uint8) *nn.Tensor {
+	h, w := s.pred.OriginalSize()
+	newh, neww := s.pred.InputSize()
+	size, side := s.m.SAM.ImageSize, 4*s.m.SAM.EmbedSize()
+	full := make([]float32, h*w)
+	for i, v := range post {
+		full[i] = float32(v)
+	}
+	resized := make([]float32, newh*neww) // ResizeLongestSide
+	nn.ResizeBilinearInto(resized, full, 1, h, w, newh, neww)
+	padded := make([]float32, size*size) // zero padding to S x S
+	for y := 0; y < newh; y++ {
+		copy(padded[y*size:y*size+neww], resized[y*neww:(y+1)*neww])
+	}
+	guide := nn.NewTensor(nil, 1, 1, side, side) // S x S -> 4E x 4E
+	nn.ResizeBilinearInto(guide.Data, padded, 1, size, size, side, side)
+	for i, v := range guide.Data {
+		guide.Data[i] = step(v > 0.5)
+	}
+	return guide
+}
+
+// matte runs M2M on the binary low-res guide and refines its mattes into
+// res.Alpha, with res.Mask the full-size binary mask. s.mu must be held.
+func (s *Session) matte(ctx context.Context, mc *matteConfig, guide *nn.Tensor, res *Result) error {
+	h, w := s.pred.OriginalSize()
+	newh, neww := s.pred.InputSize()
+	mc.dumpf("guide_mask", guide.Shape, guide.Data)
 	if mc.dump != nil {
 		postF := make([]float32, h*w)
-		for i, v := range post {
+		for i, v := range res.Mask {
 			postF[i] = float32(v)
 		}
-		dump("post_mask", nn.NewDense(postF, 1, 1, h, w))
+		mc.dump("post_mask", []int{1, 1, h, w}, postF)
 	}
-	res := &Result{Width: w, Height: h, Mask: post, IoU: pr.IoU[best], Mode: mc.mode}
 
 	// Refinement reads the mattes only on the image's region of the padded
 	// input: M2M computes just that (the same values), unless the whole
@@ -249,35 +324,34 @@ func (s *Session) Matte(ctx context.Context, p Prompt, opts ...MatteOption) (*Re
 	}
 	out, err := s.m.M2M.ForwardRegion(ctx, s.pred.Embeddings(), s.pred.Input(), guide, rows, cols)
 	if err != nil {
-		return nil, fmt.Errorf("mam: %w", err)
+		return fmt.Errorf("mam: %w", err)
 	}
-	dump("alpha_os1", out.OS1)
-	dump("alpha_os4", out.OS4)
-	dump("alpha_os8", out.OS8)
-	if !anyNonZero(post) {
-		// SAM found no object: the matte is empty whatever the refinement.
+	mc.dumpf("alpha_os1", out.OS1.Shape, out.OS1.Data)
+	mc.dumpf("alpha_os4", out.OS4.Shape, out.OS4.Data)
+	mc.dumpf("alpha_os8", out.OS8.Shape, out.OS8.Data)
+	if !slices.ContainsFunc(res.Mask, func(v uint8) bool { return v != 0 }) {
+		// No object: the matte is empty whatever the refinement.
 		res.Alpha = make([]float32, h*w)
 	} else {
 		S := s.m.SAM.ImageSize
-		os1 := CropResize(nn.F32(out.OS1), S, newh, neww, h, w)
-		os4 := CropResize(nn.F32(out.OS4), S, newh, neww, h, w)
-		os8 := CropResize(nn.F32(out.OS8), S, newh, neww, h, w)
+		os1 := CropResize(out.OS1.Data, S, newh, neww, h, w)
+		os4 := CropResize(out.OS4.Data, S, newh, neww, h, w)
+		os8 := CropResize(out.OS8.Data, S, newh, neww, h, w)
 		if os1 == nil || os4 == nil || os8 == nil {
-			return nil, fmt.Errorf("mam: M2M output does not fit the image (%dx%d in %d)", neww, newh, S)
+			return fmt.Errorf("mam: M2M output does not fit the image (%dx%d in %d)", neww, newh, S)
 		}
-		if res.Alpha, err = Refine(mc.mode, os1, os4, os8, post, h, w); err != nil {
-			return nil, err
+		if res.Alpha, err = Refine(mc.mode, os1, os4, os8, res.Mask, h, w); err != nil {
+			return err
 		}
 	}
-	dump("alpha_"+strings.ToLower(string(mc.mode)), nn.NewDense(res.Alpha, h, w))
-	return res, nil
+	mc.dumpf("alpha_"+strings.ToLower(string(mc.mode)), []int{h, w}, res.Alpha)
+	return nil
 }
 
-func anyNonZero(m []uint8) bool {
-	for _, v := range m {
-		if v != 0 {
-			return true
-		}
+// step is 1 for true, 0 for false.
+func step(b bool) float32 {
+	if b {
+		return 1
 	}
-	return false
+	return 0
 }

@@ -7,12 +7,12 @@ import (
 	"image"
 	"math"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/mam-go/mam-go/internal/testutil"
 	"github.com/mam-go/mam-go/nn"
 	"github.com/mam-go/mam-go/weights"
-	"gorgonia.org/tensor"
 )
 
 type goldenCase struct {
@@ -75,8 +75,8 @@ func TestMatteGolden(t *testing.T) {
 			}
 			for _, mode := range []Mode{PostProcess, MaskGuide, Plain} {
 				t.Run(imgName+"/"+cname+"/"+string(mode), func(t *testing.T) {
-					got := map[string]*tensor.Dense{}
-					res, err := sess.Matte(context.Background(), c.prompt(), WithMode(mode), WithDump(func(name string, x *tensor.Dense) { got[name] = x }))
+					got := map[string]*nn.Tensor{}
+					res, err := sess.Matte(context.Background(), c.prompt(), WithMode(mode), WithDump(func(name string, shape []int, data []float32) { got[name] = nn.NewTensor(slices.Clone(data), shape...) }))
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -101,12 +101,12 @@ func TestMatteGolden(t *testing.T) {
 						if x == nil {
 							t.Fatalf("stage %s not dumped", st.name)
 						}
-						testutil.Check(t, st.name, nn.F32(x), x.Shape(), want, st.tol, st.rel)
+						testutil.Check(t, st.name, x.Data, x.Shape, want, st.tol, st.rel)
 					}
 					for _, name := range []string{"guide_mask", "post_mask"} {
 						want := testutil.NPY(t, filepath.Join(dir, name+".npy"))
 						x := got[name]
-						if d := testutil.Compare(nn.F32(x), want.F32, 0.5); d.Bad > 0 {
+						if d := testutil.Compare(x.Data, want.F32, 0.5); d.Bad > 0 {
 							t.Errorf("%s: %d of %d pixels differ", name, d.Bad, len(want.F32))
 						}
 					}
@@ -236,7 +236,7 @@ func TestMatteRegionEqualsDump(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			whole, err := sess.Matte(context.Background(), p, WithMode(mode), WithDump(func(string, *tensor.Dense) {}))
+			whole, err := sess.Matte(context.Background(), p, WithMode(mode), WithDump(func(string, []int, []float32) {}))
 			if err != nil {
 				t.Fatal(err)
 			}

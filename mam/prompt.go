@@ -2,29 +2,38 @@ package mam
 
 import (
 	"fmt"
-	"math"
+
+	"github.com/mam-go/mam-go/sam"
 )
 
-// Point is a click prompt in original-image pixel coordinates. Label 1
-// marks foreground, 0 background.
-type Point struct {
-	X, Y  float64
-	Label int
-}
+// Prompt says which object to matte: points, a box, a low-res mask from an
+// earlier Result (Result.MaskPrompt, for iterative refinement), or any mix,
+// in original-image pixels. It is sam.Prompt: the matting pipeline takes
+// the best-IoU mask of SAM's three unless SingleMask is set.
+type Prompt = sam.Prompt
 
-// Box is a box prompt (x0, y0) - (x1, y1) in original-image pixels.
-type Box struct {
-	X0, Y0, X1, Y1 float64
-}
+// Point is a click prompt in original-image pixels. Label 1 marks
+// foreground, 0 background.
+type Point = sam.Point
 
-// Prompt says which object to matte: any number of points, an optional box,
-// or both.
-type Prompt struct {
-	Points []Point
-	Box    *Box
-}
+// Box is a box prompt (X0, Y0) - (X1, Y1) in original-image pixels.
+type Box = sam.Box
 
-// Mode selects the iterative refinement of MODEL.md section 6.
+// Errors wrapped by the package's errors, for errors.Is. They are the sam
+// package's: a prompt is validated once, by sam.Prompt.Validate and
+// sam.Prompt.ValidateFor.
+var (
+	// ErrNoPrompt: a prompt with no point, no box and no mask.
+	ErrNoPrompt = sam.ErrNoPrompt
+	// ErrBadPrompt: a point, box or mask that cannot be used (not finite,
+	// a label other than 0 or 1, a box with no area inside the image, a
+	// mask of the wrong size).
+	ErrBadPrompt = sam.ErrBadPrompt
+	// ErrBadImage: an image that is nil, empty or too large.
+	ErrBadImage = sam.ErrBadImage
+)
+
+// Mode selects the iterative refinement of the M2M mattes (see Refine).
 type Mode string
 
 // Refinement modes.
@@ -47,27 +56,3 @@ func ParseMode(s string) (Mode, error) {
 	}
 	return "", fmt.Errorf("mam: unknown mode %q (want postprocess, maskguide or plain)", s)
 }
-
-// Validate checks that the prompt names something: at least one point or a
-// box, finite coordinates, labels 0 or 1.
-func (p Prompt) Validate() error {
-	if len(p.Points) == 0 && p.Box == nil {
-		return fmt.Errorf("mam: empty prompt: give a box or at least one point")
-	}
-	for i, pt := range p.Points {
-		if !finite(pt.X) || !finite(pt.Y) {
-			return fmt.Errorf("mam: point %d (%v, %v) is not finite", i, pt.X, pt.Y)
-		}
-		if pt.Label != 0 && pt.Label != 1 {
-			return fmt.Errorf("mam: point %d has label %d, want 0 (background) or 1 (foreground)", i, pt.Label)
-		}
-	}
-	if b := p.Box; b != nil {
-		if !finite(b.X0) || !finite(b.Y0) || !finite(b.X1) || !finite(b.Y1) {
-			return fmt.Errorf("mam: box %v is not finite", *b)
-		}
-	}
-	return nil
-}
-
-func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }

@@ -5,9 +5,6 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-
-	G "gorgonia.org/gorgonia"
-	"gorgonia.org/tensor"
 )
 
 // relPosTableRows resizes a position table (l, dim) to 2*size-1 rows, as
@@ -387,7 +384,7 @@ func RelPosAttentionInto(dst, x []float32, b, h, w, c, heads int, qkvW, qkvB, pr
 // as one op: x is NHWC (B, H, W, C); qkvW (3C, C), qkvB (3C) or nil, projW
 // (C, C), projB (C) or nil; relPosH (Lh, C/heads), relPosW (Lw, C/heads).
 // The result has x's shape.
-func (g *Graph) RelPosAttention(x, qkvW, qkvB, projW, projB, relPosH, relPosW *G.Node, heads int) *G.Node {
+func (g *Graph) RelPosAttention(x, qkvW, qkvB, projW, projB, relPosH, relPosW *Node, heads int) *Node {
 	if !g.ok(x, qkvW, projW, relPosH, relPosW) {
 		return nil
 	}
@@ -410,7 +407,7 @@ func (g *Graph) RelPosAttention(x, qkvW, qkvB, projW, projB, relPosH, relPosW *G
 	if len(rhs) != 2 || rhs[1] != hd || rhs[0] < 1 || len(rws) != 2 || rws[1] != hd || rws[0] < 1 {
 		return g.fail("relpos attention: position tables %v, %v, want (L, %d)", rhs, rws, hd)
 	}
-	ins := []*G.Node{x, qkvW, projW, relPosH, relPosW}
+	ins := []*Node{x, qkvW, projW, relPosH, relPosW}
 	qb, pb := -1, -1
 	if qkvB != nil {
 		if prod(shapeOf(qkvB)) != 3*c {
@@ -427,15 +424,15 @@ func (g *Graph) RelPosAttention(x, qkvW, qkvB, projW, projB, relPosH, relPosW *G
 		ins = append(ins, projB)
 	}
 	lh, lw := rhs[0], rws[0]
-	return g.ApplyFull("RelPosAttention", xs, func(o *tensor.Dense, v []*tensor.Dense) error {
+	return g.OpFull("RelPosAttention", xs, func(o []float32, v [][]float32) error {
 		var qbias, pbias []float32
 		if qb >= 0 {
-			qbias = F32(v[qb])
+			qbias = v[qb]
 		}
 		if pb >= 0 {
-			pbias = F32(v[pb])
+			pbias = v[pb]
 		}
-		RelPosAttentionInto(F32(o), F32(v[0]), b, h, w, c, heads, F32(v[1]), qbias, F32(v[2]), pbias, F32(v[3]), lh, F32(v[4]), lw)
+		RelPosAttentionInto(o, v[0], b, h, w, c, heads, v[1], qbias, v[2], pbias, v[3], lh, v[4], lw)
 		return nil
 	}, ins...)
 }
@@ -446,7 +443,7 @@ func (g *Graph) RelPosAttention(x, qkvW, qkvB, projW, projB, relPosH, relPosW *G
 // window ws > 0 attends within ws x ws windows of the zero-padded image, the
 // padding tokens carrying the qkv bias qkvB (3C, or nil). relPosH and
 // relPosW are the (L, C/heads) position tables.
-func (g *Graph) RelPosSDPA(qkv, qkvB, relPosH, relPosW *G.Node, heads, window int) *G.Node {
+func (g *Graph) RelPosSDPA(qkv, qkvB, relPosH, relPosW *Node, heads, window int) *Node {
 	if !g.ok(qkv, relPosH, relPosW) {
 		return nil
 	}
@@ -466,7 +463,7 @@ func (g *Graph) RelPosSDPA(qkv, qkvB, relPosH, relPosW *G.Node, heads, window in
 	if len(rhs) != 2 || rhs[1] != hd || rhs[0] < 1 || len(rws) != 2 || rws[1] != hd || rws[0] < 1 {
 		return g.fail("relpos sdpa: position tables %v, %v, want (L, %d)", rhs, rws, hd)
 	}
-	ins := []*G.Node{qkv, relPosH, relPosW}
+	ins := []*Node{qkv, relPosH, relPosW}
 	if qkvB != nil {
 		if prod(shapeOf(qkvB)) != 3*c {
 			return g.fail("relpos sdpa: qkv bias %v for %d channels", shapeOf(qkvB), 3*c)
@@ -474,12 +471,12 @@ func (g *Graph) RelPosSDPA(qkv, qkvB, relPosH, relPosW *G.Node, heads, window in
 		ins = append(ins, qkvB)
 	}
 	lh, lw := rhs[0], rws[0]
-	return g.ApplyFull("RelPosSDPA", tensor.Shape{b, h, w, c}, func(o *tensor.Dense, v []*tensor.Dense) error {
+	return g.OpFull("RelPosSDPA", []int{b, h, w, c}, func(o []float32, v [][]float32) error {
 		var bias []float32
 		if len(v) == 4 {
-			bias = F32(v[3])
+			bias = v[3]
 		}
-		RelPosSDPAInto(F32(o), F32(v[0]), b, h, w, c, heads, window, bias, F32(v[1]), lh, F32(v[2]), lw)
+		RelPosSDPAInto(o, v[0], b, h, w, c, heads, window, bias, v[1], lh, v[2], lw)
 		return nil
 	}, ins...)
 }

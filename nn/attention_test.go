@@ -4,9 +4,8 @@ import (
 	"context"
 	"math"
 	"math/rand"
+	"slices"
 	"testing"
-
-	"gorgonia.org/tensor"
 )
 
 // naiveResizeLinear resizes the rows of table (l, dim) to out rows as
@@ -169,16 +168,16 @@ func TestRelPosAttention(t *testing.T) {
 
 			g := NewGraph()
 			xn := g.Input("x", tc.b, tc.h, tc.w, tc.c)
-			in := map[string]*tensor.Dense{
-				"x": NewDense(x, tc.b, tc.h, tc.w, tc.c), "qkv.w": NewDense(qkvW, 3*tc.c, tc.c),
-				"proj.w": NewDense(projW, tc.c, tc.c), "rel_h": NewDense(relH, tc.lh, hd), "rel_w": NewDense(relW, tc.lw, hd),
+			in := map[string]*Tensor{
+				"x": NewTensor(x, tc.b, tc.h, tc.w, tc.c), "qkv.w": NewTensor(qkvW, 3*tc.c, tc.c),
+				"proj.w": NewTensor(projW, tc.c, tc.c), "rel_h": NewTensor(relH, tc.lh, hd), "rel_w": NewTensor(relW, tc.lw, hd),
 			}
 			qb, pb := g.Input("qkv.b", 3*tc.c), g.Input("proj.b", tc.c)
 			if tc.bias {
-				in["qkv.b"], in["proj.b"] = NewDense(qkvB, 3*tc.c), NewDense(projB, tc.c)
+				in["qkv.b"], in["proj.b"] = NewTensor(qkvB, 3*tc.c), NewTensor(projB, tc.c)
 			} else {
 				// Unbound inputs are an error, so bind zeros that the op ignores.
-				in["qkv.b"], in["proj.b"] = NewDense(nil, 3*tc.c), NewDense(nil, tc.c)
+				in["qkv.b"], in["proj.b"] = NewTensor(nil, 3*tc.c), NewTensor(nil, tc.c)
 				qb, pb = nil, nil
 			}
 			out := g.RelPosAttention(xn, g.Input("qkv.w", 3*tc.c, tc.c), qb, g.Input("proj.w", tc.c, tc.c), pb,
@@ -190,8 +189,8 @@ func TestRelPosAttention(t *testing.T) {
 			if err := m.Run(context.Background(), in); err != nil {
 				t.Fatal(err)
 			}
-			got := F32(Value(out))
-			if s := Value(out).Shape(); !s.Eq(tensor.Shape{tc.b, tc.h, tc.w, tc.c}) {
+			got := Values(out)
+			if s := out.Shape(); !slices.Equal(s, []int{tc.b, tc.h, tc.w, tc.c}) {
 				t.Fatalf("shape %v", s)
 			}
 			maxd, at, ref := 0.0, 0, 0.0
@@ -264,13 +263,13 @@ func TestRelPosSDPA(t *testing.T) {
 			qkv := make([]float32, b*h*w*3*c)
 			LinearRows(qkv, x, b*h*w, c, qkvW, 3*c, qkvB)
 			g := NewGraph()
-			in := map[string]*tensor.Dense{
-				"qkv": NewDense(qkv, b, h, w, 3*c), "rel_h": NewDense(relH, tc.lh, hd), "rel_w": NewDense(relW, tc.lw, hd),
-				"qkv.b": NewDense(make([]float32, 3*c), 3*c),
+			in := map[string]*Tensor{
+				"qkv": NewTensor(qkv, b, h, w, 3*c), "rel_h": NewTensor(relH, tc.lh, hd), "rel_w": NewTensor(relW, tc.lw, hd),
+				"qkv.b": NewTensor(make([]float32, 3*c), 3*c),
 			}
 			qb := g.Input("qkv.b", 3*c)
 			if tc.bias {
-				in["qkv.b"] = NewDense(qkvB, 3*c)
+				in["qkv.b"] = NewTensor(qkvB, 3*c)
 			} else {
 				qb = nil
 			}
@@ -282,11 +281,11 @@ func TestRelPosSDPA(t *testing.T) {
 			if err := m.Run(context.Background(), in); err != nil {
 				t.Fatal(err)
 			}
-			if s := Value(out).Shape(); !s.Eq(tensor.Shape{b, h, w, c}) {
+			if s := out.Shape(); !slices.Equal(s, []int{b, h, w, c}) {
 				t.Fatalf("shape %v", s)
 			}
 			got := make([]float32, b*h*w*c)
-			LinearRows(got, F32(Value(out)), b*h*w, c, projW, c, nil)
+			LinearRows(got, Values(out), b*h*w, c, projW, c, nil)
 			maxd, at, ref := 0.0, 0, 0.0
 			for i := range want {
 				ref = math.Max(ref, math.Abs(want[i]))

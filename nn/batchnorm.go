@@ -2,9 +2,7 @@ package nn
 
 import (
 	"math"
-
-	G "gorgonia.org/gorgonia"
-	"gorgonia.org/tensor"
+	"slices"
 )
 
 // BatchNormEps is torch.nn.BatchNorm2d's default epsilon.
@@ -55,7 +53,7 @@ func LeakyReLUSlice(dst, src []float32, slope float32) {
 }
 
 // batchNorm adds an eval BatchNorm2d node, optionally followed by LeakyReLU.
-func (g *Graph) batchNorm(name string, x, w, b, mean, variance *G.Node, eps float32, leaky bool, slope float32) *G.Node {
+func (g *Graph) batchNorm(name string, x, w, b, mean, variance *Node, eps float32, leaky bool, slope float32) *Node {
 	if !g.ok(x, w, b, mean, variance) {
 		return nil
 	}
@@ -63,38 +61,38 @@ func (g *Graph) batchNorm(name string, x, w, b, mean, variance *G.Node, eps floa
 	if len(xs) != 4 {
 		return g.fail("%s: input %v is not NCHW", name, xs)
 	}
-	for _, p := range []*G.Node{w, b, mean, variance} {
+	for _, p := range []*Node{w, b, mean, variance} {
 		if prod(shapeOf(p)) != xs[1] {
 			return g.fail("%s: input %v, parameter %v", name, xs, shapeOf(p))
 		}
 	}
 	n, c, hw := xs[0], xs[1], xs[2]*xs[3]
-	return g.Apply(name, xs, func(o *tensor.Dense, v []*tensor.Dense) error {
-		scale, shift := BatchNormFold(F32(v[1]), F32(v[2]), F32(v[3]), F32(v[4]), eps)
-		ScaleShiftChannels(F32(o), F32(v[0]), n, c, hw, scale, shift, leaky, slope)
+	return g.Op(name, xs, func(o []float32, v [][]float32) error {
+		scale, shift := BatchNormFold(v[1], v[2], v[3], v[4], eps)
+		ScaleShiftChannels(o, v[0], n, c, hw, scale, shift, leaky, slope)
 		return nil
 	}, x, w, b, mean, variance)
 }
 
 // BatchNorm2d is torch.nn.BatchNorm2d in eval mode on NCHW x:
 // (x - mean) / sqrt(var + eps) * w + b, per channel.
-func (g *Graph) BatchNorm2d(x, w, b, mean, variance *G.Node, eps float32) *G.Node {
+func (g *Graph) BatchNorm2d(x, w, b, mean, variance *Node, eps float32) *Node {
 	return g.batchNorm("BatchNorm2d", x, w, b, mean, variance, eps, false, 0)
 }
 
 // BatchNorm2dLeakyReLU is BatchNorm2d (eval) followed by LeakyReLU with the
 // given negative slope, fused into one pass.
-func (g *Graph) BatchNorm2dLeakyReLU(x, w, b, mean, variance *G.Node, eps, slope float32) *G.Node {
+func (g *Graph) BatchNorm2dLeakyReLU(x, w, b, mean, variance *Node, eps, slope float32) *Node {
 	return g.batchNorm("BatchNorm2dLeakyReLU", x, w, b, mean, variance, eps, true, slope)
 }
 
 // unary adds an elementwise node.
-func (g *Graph) unary(name string, x *G.Node, f func(dst, src []float32)) *G.Node {
+func (g *Graph) unary(name string, x *Node, f func(dst, src []float32)) *Node {
 	if !g.ok(x) {
 		return nil
 	}
-	return g.Apply(name, shapeOf(x), func(o *tensor.Dense, v []*tensor.Dense) error {
-		src, dst := F32(v[0]), F32(o)
+	return g.Op(name, shapeOf(x), func(o []float32, v [][]float32) error {
+		src, dst := v[0], o
 		ParallelFor((len(src)+4095)/4096, func(lo, hi int) {
 			f(dst[lo*4096:min(hi*4096, len(dst))], src[lo*4096:min(hi*4096, len(src))])
 		})
@@ -103,12 +101,12 @@ func (g *Graph) unary(name string, x *G.Node, f func(dst, src []float32)) *G.Nod
 }
 
 // LeakyReLU is torch.nn.LeakyReLU(slope) elementwise.
-func (g *Graph) LeakyReLU(x *G.Node, slope float32) *G.Node {
+func (g *Graph) LeakyReLU(x *Node, slope float32) *Node {
 	return g.unary("LeakyReLU", x, func(dst, src []float32) { LeakyReLUSlice(dst, src, slope) })
 }
 
 // Tanh is torch.tanh elementwise.
-func (g *Graph) Tanh(x *G.Node) *G.Node {
+func (g *Graph) Tanh(x *Node) *Node {
 	return g.unary("Tanh", x, func(dst, src []float32) {
 		for i, v := range src {
 			dst[i] = float32(math.Tanh(float64(v)))
@@ -118,13 +116,13 @@ func (g *Graph) Tanh(x *G.Node) *G.Node {
 
 // TanhUnit maps x to (tanh(x) + 1) / 2 elementwise, in [0, 1]: M2M's alpha
 // activation.
-func (g *Graph) TanhUnit(x *G.Node) *G.Node {
+func (g *Graph) TanhUnit(x *Node) *Node {
 	return g.TanhUnitRegion(x, Region{})
 }
 
 // TanhUnitRegion is TanhUnit on the region r of each plane of an NCHW x,
 // zero elsewhere.
-func (g *Graph) TanhUnitRegion(x *G.Node, r Region) *G.Node {
+func (g *Graph) TanhUnitRegion(x *Node, r Region) *Node {
 	if !g.ok(x) {
 		return nil
 	}
@@ -134,8 +132,8 @@ func (g *Graph) TanhUnitRegion(x *G.Node, r Region) *G.Node {
 	}
 	planes, h, w := xs[0]*xs[1], xs[2], xs[3]
 	rows, cols := r.limits(h, w)
-	return g.Apply("TanhUnit", xs, func(o *tensor.Dense, v []*tensor.Dense) error {
-		src, dst := F32(v[0]), F32(o)
+	return g.Op("TanhUnit", xs, func(o []float32, v [][]float32) error {
+		src, dst := v[0], o
 		ParallelFor(planes*rows, func(lo, hi int) {
 			for i := lo; i < hi; i++ {
 				off := (i/rows*h + i%rows) * w
@@ -148,16 +146,16 @@ func (g *Graph) TanhUnitRegion(x *G.Node, r Region) *G.Node {
 
 // AddLeakyReLU is LeakyReLU(a + b) for tensors of the same shape: the
 // residual join of a ResNet BasicBlock.
-func (g *Graph) AddLeakyReLU(a, b *G.Node, slope float32) *G.Node {
+func (g *Graph) AddLeakyReLU(a, b *Node, slope float32) *Node {
 	if !g.ok(a, b) {
 		return nil
 	}
 	as, bs := shapeOf(a), shapeOf(b)
-	if !as.Eq(bs) {
+	if !slices.Equal(as, bs) {
 		return g.fail("add leakyrelu: shapes %v and %v", as, bs)
 	}
-	return g.Apply("AddLeakyReLU", as, func(o *tensor.Dense, v []*tensor.Dense) error {
-		x, y, d := F32(v[0]), F32(v[1]), F32(o)
+	return g.Op("AddLeakyReLU", as, func(o []float32, v [][]float32) error {
+		x, y, d := v[0], v[1], o
 		ParallelFor((len(d)+4095)/4096, func(lo, hi int) {
 			for i := lo * 4096; i < min(hi*4096, len(d)); i++ {
 				s := x[i] + y[i]
@@ -173,7 +171,7 @@ func (g *Graph) AddLeakyReLU(a, b *G.Node, slope float32) *G.Node {
 
 // Concat is torch.cat(xs, dim=axis) for tensors of the same rank whose
 // shapes agree except along axis.
-func (g *Graph) Concat(axis int, xs ...*G.Node) *G.Node {
+func (g *Graph) Concat(axis int, xs ...*Node) *Node {
 	if len(xs) == 0 {
 		return g.fail("concat: no inputs")
 	}
@@ -184,7 +182,7 @@ func (g *Graph) Concat(axis int, xs ...*G.Node) *G.Node {
 	if axis < 0 || axis >= len(first) {
 		return g.fail("concat: axis %d of %v", axis, first)
 	}
-	out := first.Clone()
+	out := slices.Clone(first)
 	out[axis] = 0
 	sizes := make([]int, len(xs)) // each input's contiguous block per outer index
 	for i, x := range xs {
@@ -202,12 +200,12 @@ func (g *Graph) Concat(axis int, xs ...*G.Node) *G.Node {
 	}
 	outer := prod(first[:axis])
 	row := prod(out[axis:])
-	return g.Apply("Concat", out, func(o *tensor.Dense, v []*tensor.Dense) error {
-		d := F32(o)
+	return g.Op("Concat", out, func(o []float32, v [][]float32) error {
+		d := o
 		for r := 0; r < outer; r++ {
 			off := r * row
 			for i, t := range v {
-				copy(d[off:off+sizes[i]], F32(t)[r*sizes[i]:(r+1)*sizes[i]])
+				copy(d[off:off+sizes[i]], t[r*sizes[i]:(r+1)*sizes[i]])
 				off += sizes[i]
 			}
 		}

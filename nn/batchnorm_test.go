@@ -5,9 +5,6 @@ import (
 	"math"
 	"math/rand"
 	"testing"
-
-	G "gorgonia.org/gorgonia"
-	"gorgonia.org/tensor"
 )
 
 func TestBatchNormOps(t *testing.T) {
@@ -34,9 +31,9 @@ func TestBatchNormOps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = m.Run(context.Background(), map[string]*tensor.Dense{
-		"x": NewDense(x, n, c, h, w), "y": NewDense(y, n, c, h, w),
-		"w": NewDense(wt, c), "b": NewDense(bs, c), "m": NewDense(mean, c), "v": NewDense(vr, c),
+	err = m.Run(context.Background(), map[string]*Tensor{
+		"x": NewTensor(x, n, c, h, w), "y": NewTensor(y, n, c, h, w),
+		"w": NewTensor(wt, c), "b": NewTensor(bs, c), "m": NewTensor(mean, c), "v": NewTensor(vr, c),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -52,18 +49,18 @@ func TestBatchNormOps(t *testing.T) {
 		got  []float32
 		want func(i int) float64
 	}{
-		{"batchnorm", F32(Value(bnOut)), func(i int) float64 {
+		{"batchnorm", Values(bnOut), func(i int) float64 {
 			ch := i / (h * w) % c
 			return (float64(x[i])-float64(mean[ch]))/math.Sqrt(float64(vr[ch])+1e-5)*float64(wt[ch]) + float64(bs[ch])
 		}},
-		{"batchnorm+leakyrelu", F32(Value(bnLeaky)), func(i int) float64 {
+		{"batchnorm+leakyrelu", Values(bnLeaky), func(i int) float64 {
 			ch := i / (h * w) % c
 			return lrelu((float64(x[i])-float64(mean[ch]))/math.Sqrt(float64(vr[ch])+1e-5)*float64(wt[ch]) + float64(bs[ch]))
 		}},
-		{"leakyrelu", F32(Value(leaky)), func(i int) float64 { return lrelu(float64(x[i])) }},
-		{"tanh", F32(Value(tanh)), func(i int) float64 { return math.Tanh(float64(x[i])) }},
-		{"tanhunit", F32(Value(unit)), func(i int) float64 { return (math.Tanh(float64(x[i])) + 1) / 2 }},
-		{"add+leakyrelu", F32(Value(addLeaky)), func(i int) float64 { return lrelu(float64(x[i]) + float64(y[i])) }},
+		{"leakyrelu", Values(leaky), func(i int) float64 { return lrelu(float64(x[i])) }},
+		{"tanh", Values(tanh), func(i int) float64 { return math.Tanh(float64(x[i])) }},
+		{"tanhunit", Values(unit), func(i int) float64 { return (math.Tanh(float64(x[i])) + 1) / 2 }},
+		{"add+leakyrelu", Values(addLeaky), func(i int) float64 { return lrelu(float64(x[i]) + float64(y[i])) }},
 	}
 	for _, ck := range checks {
 		if len(ck.got) != len(x) {
@@ -92,15 +89,15 @@ func TestConcat(t *testing.T) {
 	}
 	for ci, c := range cases {
 		g := NewGraph()
-		var nodes []*G.Node
-		in := map[string]*tensor.Dense{}
+		var nodes []*Node
+		in := map[string]*Tensor{}
 		var data [][]float32
 		for i, s := range c.shapes {
 			name := string(rune('a' + i))
 			nodes = append(nodes, g.Input(name, s...))
 			d := convRand(rng, prod(s))
 			data = append(data, d)
-			in[name] = NewDense(d, s...)
+			in[name] = NewTensor(d, s...)
 		}
 		out := g.Concat(c.axis, nodes...)
 		m, err := g.Compile()
@@ -110,8 +107,8 @@ func TestConcat(t *testing.T) {
 		if err := m.Run(context.Background(), in); err != nil {
 			t.Fatal(err)
 		}
-		got := F32(Value(out))
-		os := Value(out).Shape()
+		got := Values(out)
+		os := out.Shape()
 		// reference: walk the output multi-index and pick the source tensor
 		idx := make([]int, len(os))
 		for flat := range got {

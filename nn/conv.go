@@ -6,9 +6,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"unsafe"
-
-	G "gorgonia.org/gorgonia"
-	"gorgonia.org/tensor"
 )
 
 // Convolutions run as implicit GEMMs: out (Cout, pixels) = W (Cout, K) @
@@ -158,9 +155,9 @@ func (wc *weightCache) get(ws [][]float32, build func() any) any {
 
 // weightCache returns a cache for weights that are all graph inputs, nil
 // (no caching) when one is computed by an op.
-func (g *Graph) weightCache(ws ...*G.Node) *weightCache {
+func (g *Graph) weightCache(ws ...*Node) *weightCache {
 	for _, w := range ws {
-		if g.ops[w] != nil {
+		if g.computed(w) {
 			return nil
 		}
 	}
@@ -780,7 +777,7 @@ type ConvOptions struct {
 	// (N, Cout, OH/ResidualScale, OW/ResidualScale) and is read with
 	// nearest upsampling by ResidualScale (1 when 0): the shortcut of a
 	// ResNet block that upsamples.
-	Residual      *G.Node
+	Residual      *Node
 	ResidualScale int
 	// Region, when set, limits the outputs computed to its top-left
 	// corner (see Region).
@@ -821,7 +818,7 @@ func (r Region) Grow(dr, dc int) Region {
 
 // convInputs checks that xs share batch and spatial size and returns their
 // channel counts.
-func (g *Graph) convInputs(op string, xs []*G.Node) (n, h, w int, chans []int, ok bool) {
+func (g *Graph) convInputs(op string, xs []*Node) (n, h, w int, chans []int, ok bool) {
 	if len(xs) == 0 {
 		g.fail("%s: no input", op)
 		return 0, 0, 0, nil, false
@@ -843,7 +840,7 @@ func (g *Graph) convInputs(op string, xs []*G.Node) (n, h, w int, chans []int, o
 
 // convBuild adds a lowered convolution node over the channel concatenation
 // of xs.
-func (g *Graph) convBuild(name string, transposed bool, xs []*G.Node, w, b *G.Node, o ConvOptions) *G.Node {
+func (g *Graph) convBuild(name string, transposed bool, xs []*Node, w, b *Node, o ConvOptions) *Node {
 	op := "conv2d"
 	if transposed {
 		op = "convtranspose2d"
@@ -895,7 +892,7 @@ func (g *Graph) convBuild(name string, transposed bool, xs []*G.Node, w, b *G.No
 		}
 		rh, rw = rs[2], rs[3]
 	}
-	ins := append([]*G.Node{w}, xs...)
+	ins := append([]*Node{w}, xs...)
 	bi, ri := -1, -1
 	if b != nil {
 		bi = len(ins)
@@ -907,24 +904,24 @@ func (g *Graph) convBuild(name string, transposed bool, xs []*G.Node, w, b *G.No
 	}
 	nx := len(xs)
 	cache := g.weightCache(w)
-	return g.Apply(name, tensor.Shape{n, cout, oh, ow}, func(out *tensor.Dense, v []*tensor.Dense) error {
+	return g.Op(name, []int{n, cout, oh, ow}, func(out []float32, v [][]float32) error {
 		srcs := make([][]float32, nx)
 		for i := range srcs {
-			srcs[i] = F32(v[1+i])
+			srcs[i] = v[1+i]
 		}
-		tmpl := cache.get([][]float32{F32(v[0])}, func() any {
+		tmpl := cache.get([][]float32{v[0]}, func() any {
 			if transposed {
-				return newConvTranspose2d(nil, chans, n, h, wd, F32(v[0]), cout, kh, kw, o.Stride, o.Pad, nil)
+				return newConvTranspose2d(nil, chans, n, h, wd, v[0], cout, kh, kw, o.Stride, o.Pad, nil)
 			}
-			return newConv2d(nil, chans, n, h, wd, F32(v[0]), cout, kh, kw, o.Stride, o.Pad, nil)
+			return newConv2d(nil, chans, n, h, wd, v[0], cout, kh, kw, o.Stride, o.Pad, nil)
 		}).(*convOp)
-		c := tmpl.withRows(h, oh, F32(out))
+		c := tmpl.withRows(h, oh, out)
 		c.srcs = srcs
 		if bi >= 0 {
-			c.epi.bias = F32(v[bi])
+			c.epi.bias = v[bi]
 		}
 		if ri >= 0 {
-			c.epi.res, c.epi.rh, c.epi.rw, c.epi.rscale = F32(v[ri]), rh, rw, rscale
+			c.epi.res, c.epi.rh, c.epi.rw, c.epi.rscale = v[ri], rh, rw, rscale
 		}
 		c.epi.leaky, c.epi.slope = o.LeakyReLU, o.Slope
 		rows, cols := o.Region.limits(oh, ow)
@@ -943,39 +940,39 @@ func (g *Graph) convBuild(name string, transposed bool, xs []*G.Node, w, b *G.No
 // the channel concatenation of the NCHW inputs xs (torch.cat(xs, 1), never
 // built), with the extras of o fused into its output pass: w is (Cout,
 // sum Cin, KH, KW), b (Cout) or nil.
-func (g *Graph) Conv2dFused(xs []*G.Node, w, b *G.Node, o ConvOptions) *G.Node {
+func (g *Graph) Conv2dFused(xs []*Node, w, b *Node, o ConvOptions) *Node {
 	return g.convBuild("Conv2dFused", false, xs, w, b, o)
 }
 
 // ConvTranspose2dFused is torch.nn.ConvTranspose2d (groups 1, dilation 1, no
 // output padding) over the channel concatenation of xs, with the extras of
 // o fused: w is (sum Cin, Cout, KH, KW), b (Cout) or nil.
-func (g *Graph) ConvTranspose2dFused(xs []*G.Node, w, b *G.Node, o ConvOptions) *G.Node {
+func (g *Graph) ConvTranspose2dFused(xs []*Node, w, b *Node, o ConvOptions) *Node {
 	return g.convBuild("ConvTranspose2dFused", true, xs, w, b, o)
 }
 
 // Conv2d is torch.nn.Conv2d (groups 1, dilation 1, zero padding) on NCHW x:
 // w is (Cout, Cin, KH, KW), b (Cout) or nil.
-func (g *Graph) Conv2d(x, w, b *G.Node, stride, pad int) *G.Node {
-	return g.convBuild("Conv2d", false, []*G.Node{x}, w, b, ConvOptions{Stride: stride, Pad: pad})
+func (g *Graph) Conv2d(x, w, b *Node, stride, pad int) *Node {
+	return g.convBuild("Conv2d", false, []*Node{x}, w, b, ConvOptions{Stride: stride, Pad: pad})
 }
 
 // Conv2dLeakyReLU is LeakyReLU(slope)(Conv2d(x, w, b)), the activation
 // fused into the convolution's output pass.
-func (g *Graph) Conv2dLeakyReLU(x, w, b *G.Node, stride, pad int, slope float32) *G.Node {
-	return g.convBuild("Conv2dLeakyReLU", false, []*G.Node{x}, w, b, ConvOptions{Stride: stride, Pad: pad, LeakyReLU: true, Slope: slope})
+func (g *Graph) Conv2dLeakyReLU(x, w, b *Node, stride, pad int, slope float32) *Node {
+	return g.convBuild("Conv2dLeakyReLU", false, []*Node{x}, w, b, ConvOptions{Stride: stride, Pad: pad, LeakyReLU: true, Slope: slope})
 }
 
 // ConvTranspose2d is torch.nn.ConvTranspose2d (groups 1, dilation 1, no
 // output padding) on NCHW x: w is (Cin, Cout, KH, KW), b (Cout) or nil; the
 // output side is (H-1)*stride-2*pad+K.
-func (g *Graph) ConvTranspose2d(x, w, b *G.Node, stride, pad int) *G.Node {
-	return g.convBuild("ConvTranspose2d", true, []*G.Node{x}, w, b, ConvOptions{Stride: stride, Pad: pad})
+func (g *Graph) ConvTranspose2d(x, w, b *Node, stride, pad int) *Node {
+	return g.convBuild("ConvTranspose2d", true, []*Node{x}, w, b, ConvOptions{Stride: stride, Pad: pad})
 }
 
 // ConvTranspose2dLeakyReLU is LeakyReLU(slope)(ConvTranspose2d(x, w, b)).
-func (g *Graph) ConvTranspose2dLeakyReLU(x, w, b *G.Node, stride, pad int, slope float32) *G.Node {
-	return g.convBuild("ConvTranspose2dLeakyReLU", true, []*G.Node{x}, w, b, ConvOptions{Stride: stride, Pad: pad, LeakyReLU: true, Slope: slope})
+func (g *Graph) ConvTranspose2dLeakyReLU(x, w, b *Node, stride, pad int, slope float32) *Node {
+	return g.convBuild("ConvTranspose2dLeakyReLU", true, []*Node{x}, w, b, ConvOptions{Stride: stride, Pad: pad, LeakyReLU: true, Slope: slope})
 }
 
 // Conv2dHead is Conv2d(w2, b2)(LeakyReLU(slope)(Conv2d(x, w1, b1))) for a
@@ -987,7 +984,7 @@ func (g *Graph) ConvTranspose2dLeakyReLU(x, w, b *G.Node, stride, pad int, slope
 // shifted tap planes are summed.
 //
 // Only the region r of the output is computed (the zero Region: all).
-func (g *Graph) Conv2dHead(x, w1, b1, w2, b2 *G.Node, pad int, slope float32, r Region) *G.Node {
+func (g *Graph) Conv2dHead(x, w1, b1, w2, b2 *Node, pad int, slope float32, r Region) *Node {
 	if !g.ok(x, w1, w2, b2) {
 		return nil
 	}
@@ -1001,24 +998,24 @@ func (g *Graph) Conv2dHead(x, w1, b1, w2, b2 *G.Node, pad int, slope float32, r 
 	}
 	n, cin, h, w := xs[0], xs[1], xs[2], xs[3]
 	c, k := w1s[0], w1s[2]
-	ins := []*G.Node{x, w1, w2, b2}
+	ins := []*Node{x, w1, w2, b2}
 	if b1 != nil {
 		ins = append(ins, b1)
 	}
 	cache := g.weightCache(w1, w2)
-	return g.Apply("Conv2dHead", tensor.Shape{n, 1, h, w}, func(out *tensor.Dense, v []*tensor.Dense) error {
+	return g.Op("Conv2dHead", []int{n, 1, h, w}, func(out []float32, v [][]float32) error {
 		taps := k * k
 		tapOut := pool.get(n * taps * h * w)
 		defer pool.put(tapOut)
-		tmpl := cache.get([][]float32{F32(v[1]), F32(v[2])}, func() any {
-			op := newConv2d(nil, []int{cin}, n, h, w, F32(v[1]), c, k, k, 1, pad, nil)
-			op.epi.head = newConvHead(F32(v[2]), c, taps)
+		tmpl := cache.get([][]float32{v[1], v[2]}, func() any {
+			op := newConv2d(nil, []int{cin}, n, h, w, v[1], c, k, k, 1, pad, nil)
+			op.epi.head = newConvHead(v[2], c, taps)
 			return op
 		}).(*convOp)
 		op := tmpl.withRows(h, h, nil)
-		op.srcs = [][]float32{F32(v[0])}
+		op.srcs = [][]float32{v[0]}
 		if len(v) == 5 {
-			op.epi.bias = F32(v[4])
+			op.epi.bias = v[4]
 		}
 		op.epi.leaky, op.epi.slope = true, slope
 		op.epi.headTapOut = tapOut
@@ -1030,7 +1027,7 @@ func (g *Graph) Conv2dHead(x, w1, b1, w2, b2 *G.Node, pad int, slope float32, r 
 			op.oWi = cols + pad
 		}
 		op.run()
-		convHeadSum(F32(out), tapOut, n, h, w, k, k, pad, F32(v[3])[0], rows, cols)
+		convHeadSum(out, tapOut, n, h, w, k, k, pad, v[3][0], rows, cols)
 		return nil
 	}, ins...)
 }
@@ -1331,7 +1328,7 @@ var convHeadBand = 128
 // halo of rows the head needs), each reduced to the head's output at once.
 //
 // Only the region r of the output is computed (the zero Region: all).
-func (g *Graph) ConvTranspose2dHead(x, wt, bt, w1, b1, w2, b2 *G.Node, stride, pad, hpad int, slope float32, r Region) *G.Node {
+func (g *Graph) ConvTranspose2dHead(x, wt, bt, w1, b1, w2, b2 *Node, stride, pad, hpad int, slope float32, r Region) *Node {
 	if !g.ok(x, wt, w1, w2, b2) {
 		return nil
 	}
@@ -1356,7 +1353,7 @@ func (g *Graph) ConvTranspose2dHead(x, wt, bt, w1, b1, w2, b2 *G.Node, stride, p
 	if oh <= 0 || ow <= 0 {
 		return g.fail("convtranspose2d head: input %v, kernel %d, stride %d, padding %d: empty output", xs, k, stride, pad)
 	}
-	ins := []*G.Node{x, wt, w1, w2, b2}
+	ins := []*Node{x, wt, w1, w2, b2}
 	bti, b1i := -1, -1
 	if bt != nil {
 		bti = len(ins)
@@ -1368,21 +1365,21 @@ func (g *Graph) ConvTranspose2dHead(x, wt, bt, w1, b1, w2, b2 *G.Node, stride, p
 	}
 	cache := g.weightCache(wt, w1, w2)
 	type plan struct{ t, hc *convOp }
-	return g.Apply("ConvTranspose2dHead", tensor.Shape{n, 1, oh, ow}, func(o *tensor.Dense, v []*tensor.Dense) error {
+	return g.Op("ConvTranspose2dHead", []int{n, 1, oh, ow}, func(o []float32, v [][]float32) error {
 		var btv, b1v []float32
 		if bti >= 0 {
-			btv = F32(v[bti])
+			btv = v[bti]
 		}
 		if b1i >= 0 {
-			b1v = F32(v[b1i])
+			b1v = v[b1i]
 		}
-		p := cache.get([][]float32{F32(v[1]), F32(v[2]), F32(v[3])}, func() any {
-			hc := newConv2d(nil, []int{c}, 1, oh, ow, F32(v[2]), cmid, hk, hk, 1, hpad, nil)
-			hc.epi.head = newConvHead(F32(v[3]), cmid, hk*hk)
-			return plan{newConvTranspose2d(nil, []int{cin}, 1, h, w, F32(v[1]), c, k, k, stride, pad, nil), hc}
+		p := cache.get([][]float32{v[1], v[2], v[3]}, func() any {
+			hc := newConv2d(nil, []int{c}, 1, oh, ow, v[2], cmid, hk, hk, 1, hpad, nil)
+			hc.epi.head = newConvHead(v[3], cmid, hk*hk)
+			return plan{newConvTranspose2d(nil, []int{cin}, 1, h, w, v[1], c, k, k, stride, pad, nil), hc}
 		}).(plan)
 		rows, cols := r.limits(oh, ow)
-		convTransposeHead(F32(o), F32(v[0]), n, cin, h, w, p.t, c, k, btv, stride, pad, p.hc, cmid, hpad, b1v, F32(v[4])[0], slope, rows, cols)
+		convTransposeHead(o, v[0], n, cin, h, w, p.t, c, k, btv, stride, pad, p.hc, cmid, hpad, b1v, v[4][0], slope, rows, cols)
 		return nil
 	}, ins...)
 }

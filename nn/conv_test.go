@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand"
+	"slices"
 	"testing"
-
-	G "gorgonia.org/gorgonia"
-	"gorgonia.org/tensor"
 )
 
 func convRand(rng *rand.Rand, n int) []float32 {
@@ -201,19 +199,19 @@ func TestConvGraph(t *testing.T) {
 		t.Fatal(err)
 	}
 	in := map[string][]float32{"x": convRand(rng, 90), "w": convRand(rng, 108), "b": convRand(rng, 4), "wt": convRand(rng, 128)}
-	err = m.Run(context.Background(), map[string]*tensor.Dense{
-		"x": NewDense(in["x"], 1, 3, 6, 5), "w": NewDense(in["w"], 4, 3, 3, 3),
-		"b": NewDense(in["b"], 4), "wt": NewDense(in["wt"], 4, 2, 4, 4),
+	err = m.Run(context.Background(), map[string]*Tensor{
+		"x": NewTensor(in["x"], 1, 3, 6, 5), "w": NewTensor(in["w"], 4, 3, 3, 3),
+		"b": NewTensor(in["b"], 4), "wt": NewTensor(in["wt"], 4, 2, 4, 4),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	wantY := naiveConv2d(in["x"], 1, 3, 6, 5, in["w"], 4, 3, 3, in["b"], 1, 1)
 	wantZ := naiveConvTranspose2d(wantY, 1, 4, 6, 5, in["wt"], 2, 4, 4, nil, 2, 1)
-	if s := Value(z).Shape(); !s.Eq(tensor.Shape{1, 2, 12, 10}) {
+	if s := z.Shape(); !slices.Equal(s, []int{1, 2, 12, 10}) {
 		t.Fatalf("shape %v", s)
 	}
-	if d := convMaxDiff(t, F32(Value(z)), wantZ); d > 1e-4 {
+	if d := convMaxDiff(t, Values(z), wantZ); d > 1e-4 {
 		t.Errorf("max abs diff %g", d)
 	}
 }
@@ -269,13 +267,13 @@ func TestConvLeakyReLU(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = m.Run(context.Background(), map[string]*tensor.Dense{
-			"x": NewDense(x, c.n, c.cin, c.h, c.w), "w": NewDense(wt, c.cout, c.cin, c.kh, c.kw), "b": NewDense(b, c.cout),
+		err = m.Run(context.Background(), map[string]*Tensor{
+			"x": NewTensor(x, c.n, c.cin, c.h, c.w), "w": NewTensor(wt, c.cout, c.cin, c.kh, c.kw), "b": NewTensor(b, c.cout),
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if d := convMaxDiff(t, F32(Value(y)), want); d > 1e-5 {
+		if d := convMaxDiff(t, Values(y), want); d > 1e-5 {
 			t.Errorf("conv %+v: max abs diff %g", c, d)
 		}
 	}
@@ -291,13 +289,13 @@ func TestConvLeakyReLU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = m.Run(context.Background(), map[string]*tensor.Dense{
-		"x": NewDense(x, c.n, c.cin, c.h, c.w), "w": NewDense(wt, c.cin, c.cout, c.kh, c.kw), "b": NewDense(b, c.cout),
+	err = m.Run(context.Background(), map[string]*Tensor{
+		"x": NewTensor(x, c.n, c.cin, c.h, c.w), "w": NewTensor(wt, c.cin, c.cout, c.kh, c.kw), "b": NewTensor(b, c.cout),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := convMaxDiff(t, F32(Value(y)), want); d > 1e-5 {
+	if d := convMaxDiff(t, Values(y), want); d > 1e-5 {
 		t.Errorf("transposed: max abs diff %g", d)
 	}
 }
@@ -461,8 +459,8 @@ func TestConvFused(t *testing.T) {
 				oh, ow = ConvOutSize(c.h, c.k, c.st, c.pad), ConvOutSize(c.w, c.k, c.st, c.pad)
 			}
 			g := NewGraph()
-			in := map[string]*tensor.Dense{}
-			var xs []*G.Node
+			in := map[string]*Tensor{}
+			var xs []*Node
 			c0 := 0
 			for si, sc := range c.split {
 				// piece si holds channels c0..c0+sc of every image
@@ -472,19 +470,19 @@ func TestConvFused(t *testing.T) {
 				}
 				name := fmt.Sprint("x", si)
 				xs = append(xs, g.Input(name, c.n, sc, c.h, c.w))
-				in[name] = NewDense(part, c.n, sc, c.h, c.w)
+				in[name] = NewTensor(part, c.n, sc, c.h, c.w)
 				c0 += sc
 			}
 			ws := []int{c.cout, cin, c.k, c.k}
 			if c.transposed {
 				ws = []int{cin, c.cout, c.k, c.k}
 			}
-			in["w"], in["b"] = NewDense(wt, ws...), NewDense(bias, c.cout)
+			in["w"], in["b"] = NewTensor(wt, ws...), NewTensor(bias, c.cout)
 			o := ConvOptions{Stride: c.st, Pad: c.pad, LeakyReLU: c.leaky, Slope: 0.2}
 			if c.rscale > 0 {
 				rh, rw := oh/c.rscale, ow/c.rscale
 				res := convRand(rng, c.n*c.cout*rh*rw)
-				in["r"] = NewDense(res, c.n, c.cout, rh, rw)
+				in["r"] = NewTensor(res, c.n, c.cout, rh, rw)
 				o.Residual, o.ResidualScale = g.Input("r", c.n, c.cout, rh, rw), c.rscale
 				for p := range want {
 					b, co, y, xx := p/(c.cout*oh*ow), p/(oh*ow)%c.cout, p/ow%oh, p%ow
@@ -498,7 +496,7 @@ func TestConvFused(t *testing.T) {
 					}
 				}
 			}
-			var y *G.Node
+			var y *Node
 			if c.transposed {
 				y = g.ConvTranspose2dFused(xs, g.Input("w", ws...), g.Input("b", c.cout), o)
 			} else {
@@ -511,10 +509,10 @@ func TestConvFused(t *testing.T) {
 			if err := m.Run(context.Background(), in); err != nil {
 				t.Fatal(err)
 			}
-			if s := Value(y).Shape(); !s.Eq(tensor.Shape{c.n, c.cout, oh, ow}) {
+			if s := y.Shape(); !slices.Equal(s, []int{c.n, c.cout, oh, ow}) {
 				t.Fatalf("shape %v, want (%d, %d, %d, %d)", s, c.n, c.cout, oh, ow)
 			}
-			if d := convMaxDiff(t, F32(Value(y)), want); d > 1e-4 {
+			if d := convMaxDiff(t, Values(y), want); d > 1e-4 {
 				t.Errorf("max abs diff %g", d)
 			}
 		})
@@ -556,15 +554,15 @@ func TestConv2dHead(t *testing.T) {
 			}
 			want := naiveConv2d(mid, c.n, c.mid, c.h, c.w, w2, 1, c.k, c.k, b2, 1, pad)
 			g := NewGraph()
-			in := map[string]*tensor.Dense{
-				"x":  NewDense(x, c.n, c.cin, c.h, c.w),
-				"w1": NewDense(w1, c.mid, c.cin, c.k, c.k),
-				"w2": NewDense(w2, 1, c.mid, c.k, c.k),
-				"b2": NewDense(b2, 1),
+			in := map[string]*Tensor{
+				"x":  NewTensor(x, c.n, c.cin, c.h, c.w),
+				"w1": NewTensor(w1, c.mid, c.cin, c.k, c.k),
+				"w2": NewTensor(w2, 1, c.mid, c.k, c.k),
+				"b2": NewTensor(b2, 1),
 			}
-			var b1n *G.Node
+			var b1n *Node
 			if c.bias {
-				in["b1"] = NewDense(b1, c.mid)
+				in["b1"] = NewTensor(b1, c.mid)
 				b1n = g.Input("b1", c.mid)
 			}
 			y := g.Conv2dHead(g.Input("x", c.n, c.cin, c.h, c.w), g.Input("w1", c.mid, c.cin, c.k, c.k), b1n,
@@ -576,7 +574,7 @@ func TestConv2dHead(t *testing.T) {
 			if err := m.Run(context.Background(), in); err != nil {
 				t.Fatal(err)
 			}
-			if d := convMaxDiff(t, F32(Value(y)), want); d > 1e-4 {
+			if d := convMaxDiff(t, Values(y), want); d > 1e-4 {
 				t.Errorf("max abs diff %g", d)
 			}
 		})
@@ -644,17 +642,17 @@ func TestConvTranspose2dHead(t *testing.T) {
 			defer func(b int, w bool) { convHeadBand, convWinograd = b, w }(convHeadBand, convWinograd)
 			convHeadBand, convWinograd = c.band, c.wino
 			hk := 2*c.hpad + 1
-			in := map[string]*tensor.Dense{
-				"x":  NewDense(convRand(rng, c.n*c.cin*c.h*c.w), c.n, c.cin, c.h, c.w),
-				"wt": NewDense(convRand(rng, c.cin*c.c*c.k*c.k), c.cin, c.c, c.k, c.k),
-				"bt": NewDense(convRand(rng, c.c), c.c),
-				"w1": NewDense(convRand(rng, c.cmid*c.c*hk*hk), c.cmid, c.c, hk, hk),
-				"b1": NewDense(convRand(rng, c.cmid), c.cmid),
-				"w2": NewDense(convRand(rng, c.cmid*hk*hk), 1, c.cmid, hk, hk),
-				"b2": NewDense(convRand(rng, 1), 1),
+			in := map[string]*Tensor{
+				"x":  NewTensor(convRand(rng, c.n*c.cin*c.h*c.w), c.n, c.cin, c.h, c.w),
+				"wt": NewTensor(convRand(rng, c.cin*c.c*c.k*c.k), c.cin, c.c, c.k, c.k),
+				"bt": NewTensor(convRand(rng, c.c), c.c),
+				"w1": NewTensor(convRand(rng, c.cmid*c.c*hk*hk), c.cmid, c.c, hk, hk),
+				"b1": NewTensor(convRand(rng, c.cmid), c.cmid),
+				"w2": NewTensor(convRand(rng, c.cmid*hk*hk), 1, c.cmid, hk, hk),
+				"b2": NewTensor(convRand(rng, 1), 1),
 			}
 			g := NewGraph()
-			node := func(name string) *G.Node { return g.Input(name, in[name].Shape()...) }
+			node := func(name string) *Node { return g.Input(name, in[name].Shape...) }
 			fused := g.ConvTranspose2dHead(node("x"), node("wt"), node("bt"), node("w1"), node("b1"), node("w2"), node("b2"), c.stride, c.pad, c.hpad, 0.2, Region{})
 			up := g.ConvTranspose2dLeakyReLU(node("x"), node("wt"), node("bt"), c.stride, c.pad, 0.2)
 			ref := g.Conv2dHead(up, node("w1"), node("b1"), node("w2"), node("b2"), c.hpad, 0.2, Region{})
@@ -665,10 +663,10 @@ func TestConvTranspose2dHead(t *testing.T) {
 			if err := m.Run(context.Background(), in); err != nil {
 				t.Fatal(err)
 			}
-			if !Value(fused).Shape().Eq(Value(ref).Shape()) {
-				t.Fatalf("shape %v, want %v", Value(fused).Shape(), Value(ref).Shape())
+			if !slices.Equal(fused.Shape(), ref.Shape()) {
+				t.Fatalf("shape %v, want %v", fused.Shape(), ref.Shape())
 			}
-			if d := convMaxDiff(t, F32(Value(fused)), F32(Value(ref))); d > 1e-4 {
+			if d := convMaxDiff(t, Values(fused), Values(ref)); d > 1e-4 {
 				t.Errorf("max abs diff %g", d)
 			}
 		})
@@ -682,18 +680,18 @@ func TestConvTranspose2dHead(t *testing.T) {
 func TestRegion(t *testing.T) {
 	rng := rand.New(rand.NewSource(31))
 	const n, cin, h, w, cout = 2, 6, 13, 37, 9
-	in := map[string]*tensor.Dense{
-		"x":   NewDense(convRand(rng, n*cin*h*w), n, cin, h, w),
-		"x2":  NewDense(convRand(rng, n*3*h*w), n, 3, h, w),
-		"w3":  NewDense(convRand(rng, cout*(cin+3)*9), cout, cin+3, 3, 3),
-		"b":   NewDense(convRand(rng, cout), cout),
-		"res": NewDense(convRand(rng, n*cout*h*w), n, cout, h, w),
-		"wt":  NewDense(convRand(rng, cin*cout*16), cin, cout, 4, 4),
-		"w1":  NewDense(convRand(rng, 5*cout*9), 5, cout, 9/3, 3),
-		"b1":  NewDense(convRand(rng, 5), 5),
-		"w2":  NewDense(convRand(rng, 5*9), 1, 5, 3, 3),
-		"b2":  NewDense(convRand(rng, 1), 1),
-		"wh":  NewDense(convRand(rng, 5*cin*9), 5, cin, 3, 3),
+	in := map[string]*Tensor{
+		"x":   NewTensor(convRand(rng, n*cin*h*w), n, cin, h, w),
+		"x2":  NewTensor(convRand(rng, n*3*h*w), n, 3, h, w),
+		"w3":  NewTensor(convRand(rng, cout*(cin+3)*9), cout, cin+3, 3, 3),
+		"b":   NewTensor(convRand(rng, cout), cout),
+		"res": NewTensor(convRand(rng, n*cout*h*w), n, cout, h, w),
+		"wt":  NewTensor(convRand(rng, cin*cout*16), cin, cout, 4, 4),
+		"w1":  NewTensor(convRand(rng, 5*cout*9), 5, cout, 9/3, 3),
+		"b1":  NewTensor(convRand(rng, 5), 5),
+		"w2":  NewTensor(convRand(rng, 5*9), 1, 5, 3, 3),
+		"b2":  NewTensor(convRand(rng, 1), 1),
+		"wh":  NewTensor(convRand(rng, 5*cin*9), 5, cin, 3, 3),
 	}
 	for _, r := range []Region{{Rows: 5}, {Cols: 11}, {Rows: 6, Cols: 20}, {Rows: 1, Cols: 1}, {Rows: 100, Cols: 100}} {
 		for _, wino := range []bool{true, false} {
@@ -707,24 +705,24 @@ func TestRegion(t *testing.T) {
 					defer func(b int) { convHeadBand = b }(convHeadBand)
 					convHeadBand = 5
 					g := NewGraph()
-					node := func(name string) *G.Node { return g.Input(name, in[name].Shape()...) }
+					node := func(name string) *Node { return g.Input(name, in[name].Shape...) }
 					x, x2 := node("x"), node("x2")
 					type pair struct {
 						name      string
-						full, reg *G.Node
+						full, reg *Node
 						scale     int // the region is of an output scale times larger
 					}
-					conv := func(r Region) *G.Node {
-						return g.Conv2dFused([]*G.Node{x, x2}, node("w3"), node("b"),
+					conv := func(r Region) *Node {
+						return g.Conv2dFused([]*Node{x, x2}, node("w3"), node("b"),
 							ConvOptions{Stride: 1, Pad: 1, LeakyReLU: true, Slope: 0.2, Residual: node("res"), Region: r})
 					}
-					convT := func(r Region) *G.Node {
-						return g.ConvTranspose2dFused([]*G.Node{x}, node("wt"), node("b"), ConvOptions{Stride: 2, Pad: 1, Region: r})
+					convT := func(r Region) *Node {
+						return g.ConvTranspose2dFused([]*Node{x}, node("wt"), node("b"), ConvOptions{Stride: 2, Pad: 1, Region: r})
 					}
-					head := func(r Region) *G.Node {
+					head := func(r Region) *Node {
 						return g.Conv2dHead(x, node("wh"), node("b1"), node("w2"), node("b2"), 1, 0.2, r)
 					}
-					tHead := func(r Region) *G.Node {
+					tHead := func(r Region) *Node {
 						return g.ConvTranspose2dHead(x, node("wt"), node("b"), node("w1"), node("b1"), node("w2"), node("b2"), 2, 1, 1, 0.2, r)
 					}
 					r2 := Region{Rows: 2 * r.Rows, Cols: 2 * r.Cols}
@@ -744,10 +742,10 @@ func TestRegion(t *testing.T) {
 						t.Fatal(err)
 					}
 					for _, p := range pairs {
-						full, reg := Value(p.full), Value(p.reg)
-						s := full.Shape()
+						full, reg := Values(p.full), Values(p.reg)
+						s := p.full.Shape()
 						rows, cols := (Region{Rows: p.scale * r.Rows, Cols: p.scale * r.Cols}).limits(s[2], s[3])
-						fv, rv := F32(full), F32(reg)
+						fv, rv := full, reg
 						for pl := 0; pl < s[0]*s[1]; pl++ {
 							for y := 0; y < rows; y++ {
 								for xx := 0; xx < cols; xx++ {

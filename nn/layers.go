@@ -3,9 +3,7 @@ package nn
 import (
 	"fmt"
 	"math"
-
-	G "gorgonia.org/gorgonia"
-	"gorgonia.org/tensor"
+	"slices"
 )
 
 // LinearRows computes dst[r, o] = sum_i x[r, i] * w[o, i] + b[o] for rows
@@ -41,7 +39,7 @@ const linearPackRows = 256
 
 // linearCache returns a packing cache for the weight w of a Linear over
 // rows rows, or nil when it is not worth one or w is computed by an op.
-func (g *Graph) linearCache(w *G.Node, rows int) *PackCache {
+func (g *Graph) linearCache(w *Node, rows int) *PackCache {
 	if rows > linearPackRows || g.weightCache(w) == nil {
 		return nil
 	}
@@ -173,7 +171,7 @@ func ReLUSlice(dst, src []float32) {
 	}
 }
 
-func shapeOf(n *G.Node) tensor.Shape { return n.Shape() }
+func shapeOf(n *Node) []int { return n.Shape() }
 
 func prod(s []int) int {
 	p := 1
@@ -183,30 +181,9 @@ func prod(s []int) int {
 	return p
 }
 
-// fail records a building error and returns nil.
-func (g *Graph) fail(format string, args ...any) *G.Node {
-	if g.err == nil {
-		g.err = fmt.Errorf("nn: "+format, args...)
-	}
-	return nil
-}
-
-func (g *Graph) ok(nodes ...*G.Node) bool {
-	if g.err != nil {
-		return false
-	}
-	for _, n := range nodes {
-		if n == nil {
-			g.fail("nil node")
-			return false
-		}
-	}
-	return true
-}
-
 // Linear is torch.nn.Linear over the last axis of x: x (..., in), w (out,
 // in), b (out) or nil -> (..., out).
-func (g *Graph) Linear(x, w, b *G.Node) *G.Node {
+func (g *Graph) Linear(x, w, b *Node) *Node {
 	if !g.ok(x, w) {
 		return nil
 	}
@@ -217,9 +194,9 @@ func (g *Graph) Linear(x, w, b *G.Node) *G.Node {
 	}
 	out := ws[0]
 	rows := prod(xs) / in
-	os := append(tensor.Shape{}, xs...)
+	os := append([]int{}, xs...)
 	os[len(os)-1] = out
-	ins := []*G.Node{x, w}
+	ins := []*Node{x, w}
 	if b != nil {
 		if bs := shapeOf(b); prod(bs) != out {
 			return g.fail("linear: bias %v for %d outputs", bs, out)
@@ -227,19 +204,19 @@ func (g *Graph) Linear(x, w, b *G.Node) *G.Node {
 		ins = append(ins, b)
 	}
 	pc := g.linearCache(w, rows)
-	return g.ApplyFull("Linear", os, func(o *tensor.Dense, v []*tensor.Dense) error {
+	return g.OpFull("Linear", os, func(o []float32, v [][]float32) error {
 		var bias []float32
 		if len(v) == 3 {
-			bias = F32(v[2])
+			bias = v[2]
 		}
-		linearRows(pc, F32(o), F32(v[0]), rows, in, F32(v[1]), out, bias)
+		linearRows(pc, o, v[0], rows, in, v[1], out, bias)
 		return nil
 	}, ins...)
 }
 
 // linearShapes checks a Linear's operands and returns the rows, in and out
 // sizes and the output shape (x's with the last axis out).
-func (g *Graph) linearShapes(op string, x, w, b *G.Node) (rows, in, out int, os tensor.Shape, ok bool) {
+func (g *Graph) linearShapes(op string, x, w, b *Node) (rows, in, out int, os []int, ok bool) {
 	xs, ws := shapeOf(x), shapeOf(w)
 	in = xs[len(xs)-1]
 	if len(ws) != 2 || ws[1] != in {
@@ -253,14 +230,14 @@ func (g *Graph) linearShapes(op string, x, w, b *G.Node) (rows, in, out int, os 
 			return 0, 0, 0, nil, false
 		}
 	}
-	os = append(tensor.Shape{}, xs...)
+	os = append([]int{}, xs...)
 	os[len(os)-1] = out
 	return prod(xs) / in, in, out, os, true
 }
 
 // LinearGELU is GELU(Linear(x, w, b)) as one op (LinearGELURows): x (...,
 // in), w (out, in), b (out) or nil -> (..., out).
-func (g *Graph) LinearGELU(x, w, b *G.Node) *G.Node {
+func (g *Graph) LinearGELU(x, w, b *Node) *Node {
 	if !g.ok(x, w) {
 		return nil
 	}
@@ -268,17 +245,17 @@ func (g *Graph) LinearGELU(x, w, b *G.Node) *G.Node {
 	if !ok {
 		return nil
 	}
-	ins := []*G.Node{x, w}
+	ins := []*Node{x, w}
 	if b != nil {
 		ins = append(ins, b)
 	}
 	pc := g.linearCache(w, rows)
-	return g.ApplyFull("LinearGELU", os, func(o *tensor.Dense, v []*tensor.Dense) error {
+	return g.OpFull("LinearGELU", os, func(o []float32, v [][]float32) error {
 		var bias []float32
 		if len(v) == 3 {
-			bias = F32(v[2])
+			bias = v[2]
 		}
-		linearGELURows(pc, F32(o), F32(v[0]), rows, in, F32(v[1]), out, bias)
+		linearGELURows(pc, o, v[0], rows, in, v[1], out, bias)
 		return nil
 	}, ins...)
 }
@@ -286,7 +263,7 @@ func (g *Graph) LinearGELU(x, w, b *G.Node) *G.Node {
 // LinearResidual is res + Linear(x, w, b) as one op (LinearResidualRows):
 // x (..., in), w (out, in), b (out) or nil, res of the output's size ->
 // (..., out).
-func (g *Graph) LinearResidual(x, w, b, res *G.Node) *G.Node {
+func (g *Graph) LinearResidual(x, w, b, res *Node) *Node {
 	if !g.ok(x, w, res) {
 		return nil
 	}
@@ -297,23 +274,23 @@ func (g *Graph) LinearResidual(x, w, b, res *G.Node) *G.Node {
 	if prod(shapeOf(res)) != rows*out {
 		return g.fail("linear+residual: residual %v for output %v", shapeOf(res), os)
 	}
-	ins := []*G.Node{x, w, res}
+	ins := []*Node{x, w, res}
 	if b != nil {
 		ins = append(ins, b)
 	}
 	pc := g.linearCache(w, rows)
-	return g.ApplyFull("LinearResidual", os, func(o *tensor.Dense, v []*tensor.Dense) error {
+	return g.OpFull("LinearResidual", os, func(o []float32, v [][]float32) error {
 		var bias []float32
 		if len(v) == 4 {
-			bias = F32(v[3])
+			bias = v[3]
 		}
-		linearResidualRows(pc, F32(o), F32(v[0]), rows, in, F32(v[1]), out, bias, F32(v[2]))
+		linearResidualRows(pc, o, v[0], rows, in, v[1], out, bias, v[2])
 		return nil
 	}, ins...)
 }
 
 // LayerNorm normalises over the last axis of x with scale w and shift b.
-func (g *Graph) LayerNorm(x, w, b *G.Node, eps float32) *G.Node {
+func (g *Graph) LayerNorm(x, w, b *Node, eps float32) *Node {
 	if !g.ok(x, w, b) {
 		return nil
 	}
@@ -323,14 +300,14 @@ func (g *Graph) LayerNorm(x, w, b *G.Node, eps float32) *G.Node {
 		return g.fail("layernorm: input %v, weight %v, bias %v", xs, shapeOf(w), shapeOf(b))
 	}
 	rows := prod(xs) / d
-	return g.ApplyFull("LayerNorm", xs, func(o *tensor.Dense, v []*tensor.Dense) error {
-		LayerNormRows(F32(o), F32(v[0]), rows, d, F32(v[1]), F32(v[2]), eps)
+	return g.OpFull("LayerNorm", xs, func(o []float32, v [][]float32) error {
+		LayerNormRows(o, v[0], rows, d, v[1], v[2], eps)
 		return nil
 	}, x, w, b)
 }
 
 // LayerNorm2d is SAM's channel LayerNorm on NCHW x.
-func (g *Graph) LayerNorm2d(x, w, b *G.Node, eps float32) *G.Node {
+func (g *Graph) LayerNorm2d(x, w, b *Node, eps float32) *Node {
 	if !g.ok(x, w, b) {
 		return nil
 	}
@@ -338,30 +315,30 @@ func (g *Graph) LayerNorm2d(x, w, b *G.Node, eps float32) *G.Node {
 	if len(xs) != 4 || prod(shapeOf(w)) != xs[1] || prod(shapeOf(b)) != xs[1] {
 		return g.fail("layernorm2d: input %v, weight %v, bias %v", xs, shapeOf(w), shapeOf(b))
 	}
-	return g.ApplyFull("LayerNorm2d", xs, func(o *tensor.Dense, v []*tensor.Dense) error {
-		LayerNormChannels(F32(o), F32(v[0]), xs[0], xs[1], xs[2]*xs[3], F32(v[1]), F32(v[2]), eps)
+	return g.OpFull("LayerNorm2d", xs, func(o []float32, v [][]float32) error {
+		LayerNormChannels(o, v[0], xs[0], xs[1], xs[2]*xs[3], v[1], v[2], eps)
 		return nil
 	}, x, w, b)
 }
 
 // GELU applies the exact GELU elementwise.
-func (g *Graph) GELU(x *G.Node) *G.Node {
+func (g *Graph) GELU(x *Node) *Node {
 	if !g.ok(x) {
 		return nil
 	}
-	return g.ApplyFull("GELU", shapeOf(x), func(o *tensor.Dense, v []*tensor.Dense) error {
-		GELUSlice(F32(o), F32(v[0]))
+	return g.OpFull("GELU", shapeOf(x), func(o []float32, v [][]float32) error {
+		GELUSlice(o, v[0])
 		return nil
 	}, x)
 }
 
 // ReLU applies max(0, x) elementwise.
-func (g *Graph) ReLU(x *G.Node) *G.Node {
+func (g *Graph) ReLU(x *Node) *Node {
 	if !g.ok(x) {
 		return nil
 	}
-	return g.ApplyFull("ReLU", shapeOf(x), func(o *tensor.Dense, v []*tensor.Dense) error {
-		ReLUSlice(F32(o), F32(v[0]))
+	return g.OpFull("ReLU", shapeOf(x), func(o []float32, v [][]float32) error {
+		ReLUSlice(o, v[0])
 		return nil
 	}, x)
 }
@@ -369,7 +346,7 @@ func (g *Graph) ReLU(x *G.Node) *G.Node {
 // Add returns a + b for tensors of the same number of elements (the result
 // has a's shape). b may also have as many elements as a's last axis, or
 // as a's channel axis for a 4-d NCHW a (a per-channel bias).
-func (g *Graph) Add(a, b *G.Node) *G.Node {
+func (g *Graph) Add(a, b *Node) *Node {
 	if !g.ok(a, b) {
 		return nil
 	}
@@ -377,16 +354,16 @@ func (g *Graph) Add(a, b *G.Node) *G.Node {
 	na, nb := prod(as), prod(bs)
 	switch {
 	case na == nb:
-		return g.ApplyFull("Add", as, func(o *tensor.Dense, v []*tensor.Dense) error {
-			x, y, d := F32(v[0]), F32(v[1]), F32(o)
+		return g.OpFull("Add", as, func(o []float32, v [][]float32) error {
+			x, y, d := v[0], v[1], o
 			for i := range d {
 				d[i] = x[i] + y[i]
 			}
 			return nil
 		}, a, b)
 	case nb == as[len(as)-1]:
-		return g.ApplyFull("AddRow", as, func(o *tensor.Dense, v []*tensor.Dense) error {
-			x, y, d := F32(v[0]), F32(v[1]), F32(o)
+		return g.OpFull("AddRow", as, func(o []float32, v [][]float32) error {
+			x, y, d := v[0], v[1], o
 			for i := range d {
 				d[i] = x[i] + y[i%nb]
 			}
@@ -394,8 +371,8 @@ func (g *Graph) Add(a, b *G.Node) *G.Node {
 		}, a, b)
 	case len(as) == 4 && nb == as[1]:
 		hw := as[2] * as[3]
-		return g.ApplyFull("AddChannel", as, func(o *tensor.Dense, v []*tensor.Dense) error {
-			x, y, d := F32(v[0]), F32(v[1]), F32(o)
+		return g.OpFull("AddChannel", as, func(o []float32, v [][]float32) error {
+			x, y, d := v[0], v[1], o
 			for i := range d {
 				d[i] = x[i] + y[(i/hw)%nb]
 			}
@@ -406,22 +383,22 @@ func (g *Graph) Add(a, b *G.Node) *G.Node {
 }
 
 // Reshape returns x viewed with a new shape of the same size (a copy).
-func (g *Graph) Reshape(x *G.Node, shape ...int) *G.Node {
+func (g *Graph) Reshape(x *Node, shape ...int) *Node {
 	if !g.ok(x) {
 		return nil
 	}
 	if prod(shape) != prod(shapeOf(x)) {
 		return g.fail("reshape: %v to %v", shapeOf(x), shape)
 	}
-	return g.Apply("Reshape", tensor.Shape(shape), func(o *tensor.Dense, v []*tensor.Dense) error {
-		copy(F32(o), F32(v[0]))
+	return g.Op("Reshape", []int(shape), func(o []float32, v [][]float32) error {
+		copy(o, v[0])
 		return nil
 	}, x)
 }
 
 // Permute returns x with its axes reordered (as torch.permute), copied
 // contiguous.
-func (g *Graph) Permute(x *G.Node, axes ...int) *G.Node {
+func (g *Graph) Permute(x *Node, axes ...int) *Node {
 	if !g.ok(x) {
 		return nil
 	}
@@ -429,12 +406,12 @@ func (g *Graph) Permute(x *G.Node, axes ...int) *G.Node {
 	if len(axes) != len(xs) {
 		return g.fail("permute: %d axes for shape %v", len(axes), xs)
 	}
-	os := make(tensor.Shape, len(xs))
+	os := make([]int, len(xs))
 	for i, a := range axes {
 		os[i] = xs[a]
 	}
-	return g.Apply("Permute", os, func(o *tensor.Dense, v []*tensor.Dense) error {
-		PermuteInto(F32(o), F32(v[0]), xs, axes)
+	return g.Op("Permute", os, func(o []float32, v [][]float32) error {
+		PermuteInto(o, v[0], xs, axes)
 		return nil
 	}, x)
 }
@@ -525,4 +502,83 @@ func transposeInto(dst, src []float32, b, r, c int) {
 			}
 		}
 	})
+}
+
+// AddLayerNorm is LayerNorm(a + b) over the last axis, as one pass over
+// rows (a transformer's "norm(x + attn_out)"): a and b of the same shape
+// (..., d), w and bias (d).
+func (g *Graph) AddLayerNorm(a, b, w, bias *Node, eps float32) *Node {
+	if !g.ok(a, b, w, bias) {
+		return nil
+	}
+	as := shapeOf(a)
+	d := as[len(as)-1]
+	if !slices.Equal(as, shapeOf(b)) || prod(shapeOf(w)) != d || prod(shapeOf(bias)) != d {
+		return g.fail("add+layernorm: inputs %v and %v, weight %v, bias %v", as, shapeOf(b), shapeOf(w), shapeOf(bias))
+	}
+	rows := prod(as) / d
+	return g.OpFull("AddLayerNorm", as, func(o []float32, v [][]float32) error {
+		x, y := v[0], v[1]
+		ParallelFor(rows, func(lo, hi int) {
+			for i := lo * d; i < hi*d; i++ {
+				o[i] = x[i] + y[i]
+			}
+		})
+		LayerNormRows(o, o, rows, d, v[2], v[3], eps)
+		return nil
+	}, a, b, w, bias)
+}
+
+// Slice returns x[..., lo:hi, ...] along axis, copied contiguous.
+func (g *Graph) Slice(x *Node, axis, lo, hi int) *Node {
+	if !g.ok(x) {
+		return nil
+	}
+	xs := shapeOf(x)
+	if axis < 0 || axis >= len(xs) || lo < 0 || hi > xs[axis] || lo >= hi {
+		return g.fail("slice: [%d:%d] of axis %d of %v", lo, hi, axis, xs)
+	}
+	os := slices.Clone(xs)
+	os[axis] = hi - lo
+	outer, inner := prod(xs[:axis]), prod(xs[axis+1:])
+	n := xs[axis]
+	return g.OpFull(fmt.Sprintf("Slice[%d:%d]", lo, hi), os, func(o []float32, v [][]float32) error {
+		for r := 0; r < outer; r++ {
+			copy(o[r*(hi-lo)*inner:(r+1)*(hi-lo)*inner], v[0][(r*n+lo)*inner:(r*n+hi)*inner])
+		}
+		return nil
+	}, x)
+}
+
+// Patchify is the im2col of a convolution whose kernel and stride are both
+// p (a ViT's patch embedding): x (1, C, H, W) -> (1, H/p, W/p, C*p*p), each
+// row one patch in a conv weight's (c, ky, kx) order, so that a Linear with
+// the weight viewed as (Cout, C*p*p) is the convolution, in NHWC.
+func (g *Graph) Patchify(x *Node, p int) *Node {
+	if !g.ok(x) {
+		return nil
+	}
+	xs := shapeOf(x)
+	if len(xs) != 4 || xs[0] != 1 || p <= 0 || xs[2]%p != 0 || xs[3]%p != 0 {
+		return g.fail("patchify: input %v, patch %d", xs, p)
+	}
+	cin, h, w := xs[1], xs[2], xs[3]
+	ph, pw := h/p, w/p
+	k := cin * p * p
+	return g.OpFull("Patchify", []int{1, ph, pw, k}, func(o []float32, v [][]float32) error {
+		img := v[0]
+		ParallelFor(ph*pw, func(lo, hi int) {
+			for t := lo; t < hi; t++ {
+				py, px := t/pw, t%pw
+				row := o[t*k : (t+1)*k]
+				for ch := 0; ch < cin; ch++ {
+					for ky := 0; ky < p; ky++ {
+						src := img[(ch*h+py*p+ky)*w+px*p:]
+						copy(row[(ch*p+ky)*p:(ch*p+ky+1)*p], src[:p])
+					}
+				}
+			}
+		})
+		return nil
+	}, x)
 }

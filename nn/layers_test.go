@@ -5,9 +5,6 @@ import (
 	"math"
 	"math/rand"
 	"testing"
-
-	G "gorgonia.org/gorgonia"
-	"gorgonia.org/tensor"
 )
 
 func TestLayerNormRows(t *testing.T) {
@@ -167,11 +164,11 @@ func TestLinearFused(t *testing.T) {
 		}
 		g := NewGraph()
 		xn, wn := g.Input("x", tc.rows, tc.in), g.Input("w", tc.out, tc.in)
-		var bn *G.Node
-		in := map[string]*tensor.Dense{"x": NewDense(x, tc.rows, tc.in), "w": NewDense(w, tc.out, tc.in), "res": NewDense(res, tc.rows, tc.out)}
+		var bn *Node
+		in := map[string]*Tensor{"x": NewTensor(x, tc.rows, tc.in), "w": NewTensor(w, tc.out, tc.in), "res": NewTensor(res, tc.rows, tc.out)}
 		if tc.bias {
 			bn = g.Input("b", tc.out)
-			in["b"] = NewDense(b, tc.out)
+			in["b"] = NewTensor(b, tc.out)
 		}
 		gelu := g.LinearGELU(xn, wn, bn)
 		resid := g.LinearResidual(xn, wn, bn, g.Input("res", tc.rows, tc.out))
@@ -182,7 +179,7 @@ func TestLinearFused(t *testing.T) {
 		if err := m.Run(context.Background(), in); err != nil {
 			t.Fatal(err)
 		}
-		gg, gr := F32(Value(gelu)), F32(Value(resid))
+		gg, gr := Values(gelu), Values(resid)
 		for i, v := range lin {
 			if d := math.Abs(float64(gg[i]) - geluExact(v)); d > 1e-5*math.Max(1, math.Abs(v)) {
 				t.Fatalf("%+v: LinearGELU[%d] = %v, want %v", tc, i, gg[i], geluExact(v))

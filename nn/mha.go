@@ -2,9 +2,6 @@ package nn
 
 import (
 	"math"
-
-	G "gorgonia.org/gorgonia"
-	"gorgonia.org/tensor"
 )
 
 // mhaRowBlock is how many query rows one task of MHAInto handles.
@@ -89,7 +86,7 @@ func SoftmaxRows(x []float32, n int, div float32) {
 // MHA adds multi-head attention (MHAInto) over projected q (Nq, D), k and v
 // (Nk, D), with an optional leading batch axis (B, N, D); D must be a
 // multiple of heads. The result has q's shape.
-func (g *Graph) MHA(q, k, v *G.Node, heads int) *G.Node {
+func (g *Graph) MHA(q, k, v *Node, heads int) *Node {
 	if !g.ok(q, k, v) {
 		return nil
 	}
@@ -114,8 +111,8 @@ func (g *Graph) MHA(q, k, v *G.Node, heads int) *G.Node {
 		return g.fail("mha: %d heads do not divide width %d", heads, dim)
 	}
 	d := dim / heads
-	return g.Apply("MHA", qs, func(o *tensor.Dense, in []*tensor.Dense) error {
-		out, qv, kv, vv := F32(o), F32(in[0]), F32(in[1]), F32(in[2])
+	return g.Op("MHA", qs, func(o []float32, in [][]float32) error {
+		out, qv, kv, vv := o, in[0], in[1], in[2]
 		for b := 0; b < batch; b++ {
 			MHAInto(out[b*nq*dim:(b+1)*nq*dim], qv[b*nq*dim:(b+1)*nq*dim],
 				kv[b*nk*dim:(b+1)*nk*dim], vv[b*nk*dim:(b+1)*nk*dim], nq, nk, heads, d)

@@ -5,8 +5,6 @@ import (
 	"math"
 	"math/rand"
 	"testing"
-
-	"gorgonia.org/tensor"
 )
 
 // naiveMHA is the attention formula written out in float64.
@@ -91,13 +89,13 @@ func TestGraphMHA(t *testing.T) {
 		t.Fatal(err)
 	}
 	q, k, v := randSlice(r, b*nq*dim, 1), randSlice(r, b*nk*dim, 1), randSlice(r, b*nk*dim, 1)
-	err = m.Run(context.Background(), map[string]*tensor.Dense{
-		"q": NewDense(q, b, nq, dim), "k": NewDense(k, b, nk, dim), "v": NewDense(v, b, nk, dim),
+	err = m.Run(context.Background(), map[string]*Tensor{
+		"q": NewTensor(q, b, nq, dim), "k": NewTensor(k, b, nk, dim), "v": NewTensor(v, b, nk, dim),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := F32(Value(out))
+	got := Values(out)
 	for bi := 0; bi < b; bi++ {
 		want := naiveMHA(q[bi*nq*dim:], k[bi*nk*dim:], v[bi*nk*dim:], nq, nk, heads, d)
 		for i, w := range want {

@@ -4,23 +4,19 @@ import (
 	"context"
 	"errors"
 	"testing"
-
-	G "gorgonia.org/gorgonia"
-
-	"gorgonia.org/tensor"
 )
 
 func TestGraphApply(t *testing.T) {
 	g := NewGraph()
 	a := g.Input("a", 2, 3)
 	b := g.Input("b", 3, 2)
-	c := g.Apply("matmul", tensor.Shape{2, 2}, func(out *tensor.Dense, in []*tensor.Dense) error {
-		Gemm(false, false, 2, 2, 3, 1, F32(in[0]), 3, F32(in[1]), 2, 0, F32(out), 2)
+	c := g.Op("matmul", []int{2, 2}, func(out []float32, in [][]float32) error {
+		Gemm(false, false, 2, 2, 3, 1, in[0], 3, in[1], 2, 0, out, 2)
 		return nil
 	}, a, b)
-	d := g.Apply("double", tensor.Shape{2, 2}, func(out *tensor.Dense, in []*tensor.Dense) error {
-		for i, v := range F32(in[0]) {
-			F32(out)[i] = 2 * v
+	d := g.Op("double", []int{2, 2}, func(out []float32, in [][]float32) error {
+		for i, v := range in[0] {
+			out[i] = 2 * v
 		}
 		return nil
 	}, c)
@@ -30,14 +26,14 @@ func TestGraphApply(t *testing.T) {
 	}
 	for run := 0; run < 2; run++ {
 		s := float32(run + 1)
-		err = m.Run(context.Background(), map[string]*tensor.Dense{
-			"a": NewDense([]float32{1, 2, 3, 4, 5, 6}, 2, 3),
-			"b": NewDense([]float32{s, 2, 3, 4, 5, 6}, 3, 2),
+		err = m.Run(context.Background(), map[string]*Tensor{
+			"a": NewTensor([]float32{1, 2, 3, 4, 5, 6}, 2, 3),
+			"b": NewTensor([]float32{s, 2, 3, 4, 5, 6}, 3, 2),
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := F32(Value(d))
+		got := Values(d)
 		want := []float32{2 * (s + 6 + 15), 2 * 28, 2 * (4*s + 15 + 30), 2 * 64}
 		for i := range want {
 			if got[i] != want[i] {
@@ -47,11 +43,11 @@ func TestGraphApply(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	err = m.Run(ctx, map[string]*tensor.Dense{"a": NewDense(nil, 2, 3), "b": NewDense(nil, 3, 2)})
+	err = m.Run(ctx, map[string]*Tensor{"a": NewTensor(nil, 2, 3), "b": NewTensor(nil, 3, 2)})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled run: got %v", err)
 	}
-	if err := m.Run(context.Background(), map[string]*tensor.Dense{"a": NewDense(nil, 2, 3)}); err == nil {
+	if err := m.Run(context.Background(), map[string]*Tensor{"a": NewTensor(nil, 2, 3)}); err == nil {
 		t.Fatal("missing input: no error")
 	}
 }
@@ -61,10 +57,10 @@ func TestGraphApply(t *testing.T) {
 func TestGraphRecycling(t *testing.T) {
 	g := NewGraph()
 	x := g.Input("x", 1000)
-	scale := func(name string, k float32, in *G.Node) *G.Node {
-		return g.Apply(name, tensor.Shape{1000}, func(o *tensor.Dense, v []*tensor.Dense) error {
-			for i, a := range F32(v[0]) {
-				F32(o)[i] = k * a
+	scale := func(name string, k float32, in *Node) *Node {
+		return g.Op(name, []int{1000}, func(o []float32, v [][]float32) error {
+			for i, a := range v[0] {
+				o[i] = k * a
 			}
 			return nil
 		}, in)
@@ -83,26 +79,26 @@ func TestGraphRecycling(t *testing.T) {
 		in[i] = float32(i)
 	}
 	for run := 0; run < 3; run++ {
-		if err := m.Run(context.Background(), map[string]*tensor.Dense{"x": NewDense(in, 1000)}); err != nil {
+		if err := m.Run(context.Background(), map[string]*Tensor{"x": NewTensor(in, 1000)}); err != nil {
 			t.Fatal(err)
 		}
-		for i, v := range F32(Value(e)) {
+		for i, v := range Values(e) {
 			if want := float32(i)*2*3*5*7 + float32(i)*2; v != want {
 				t.Fatalf("run %d: e[%d] = %v, want %v", run, i, v, want)
 			}
 		}
-		for i, v := range F32(Value(b)) {
+		for i, v := range Values(b) {
 			if want := float32(i) * 6; v != want {
 				t.Fatalf("run %d: kept b[%d] = %v, want %v", run, i, v, want)
 			}
 		}
 	}
 	// An output of a finished run is not overwritten by the next run.
-	first := Value(e)
-	if err := m.Run(context.Background(), map[string]*tensor.Dense{"x": NewDense(make([]float32, 1000), 1000)}); err != nil {
+	first := Values(e)
+	if err := m.Run(context.Background(), map[string]*Tensor{"x": NewTensor(make([]float32, 1000), 1000)}); err != nil {
 		t.Fatal(err)
 	}
-	if F32(first)[10] != 10*2*3*5*7+20 {
-		t.Fatalf("earlier output overwritten: %v", F32(first)[10])
+	if first[10] != 10*2*3*5*7+20 {
+		t.Fatalf("earlier output overwritten: %v", first[10])
 	}
 }

@@ -171,6 +171,51 @@ func (p *Params) Node(g *Graph, name string, shape ...int) *Node {
 	return g.Param(p.prefix+name, v, shape...)
 }
 
+// Weight is a parameter ready to be bound to graphs: its full state-dict
+// name (the graph parameter's name), its shape and its values. Model
+// constructors fetch Weights up front (Params.Weight) and their forward
+// methods bind them (Weight.Node), so that building a model asks for every
+// tensor it needs before any graph exists. A Weight computed from
+// checkpoint tensors (a folded BatchNorm, a reshaped view) is made by the
+// model with a name of its own.
+type Weight struct {
+	Name  string
+	Shape []int
+	Data  []float32
+}
+
+// Weight fetches name with shape (as Floats) as a Weight.
+func (p *Params) Weight(name string, shape ...int) Weight {
+	return Weight{Name: p.prefix + name, Shape: append([]int(nil), shape...), Data: p.Floats(name, shape...)}
+}
+
+// Node binds w to g as a parameter (Graph.Param): bound once, read by every
+// run. A zero Weight (no values, as for an absent bias) gives nil.
+func (w Weight) Node(g *Graph) *Node {
+	if w.Data == nil && len(w.Shape) == 0 {
+		return nil
+	}
+	shape := w.Shape
+	if len(shape) == 0 {
+		shape = []int{1}
+	}
+	return g.Param(w.Name, w.Data, shape...)
+}
+
+// View returns w seen with another shape of the same size (the same
+// values, a name of its own): a conv weight (C, Cin, 1, 1) as a Linear
+// weight (C, Cin), for instance.
+func (w Weight) View(shape ...int) Weight {
+	return Weight{Name: w.Name + fmt.Sprint(shape), Shape: append([]int(nil), shape...), Data: w.Data}
+}
+
+// Errorf records an error found by a model's constructor (a parameter
+// whose values cannot be used, say): the first error wins and Err returns
+// it, wrapping ErrParams.
+func (p *Params) Errorf(format string, args ...any) {
+	p.fail(fmt.Errorf("%w: %w", ErrParams, fmt.Errorf(format, args...)))
+}
+
 // Ignore marks names the model knowingly does not use (training-time
 // tensors, derivable buffers) so that CheckUnused does not report them.
 // Absent names are fine.

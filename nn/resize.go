@@ -1,10 +1,5 @@
 package nn
 
-import (
-	G "gorgonia.org/gorgonia"
-	"gorgonia.org/tensor"
-)
-
 // linearTaps are the source indices and weights of 1-d linear
 // interpolation for every output index, as PyTorch's CPU upsample kernels
 // compute them for align_corners=False.
@@ -142,7 +137,7 @@ func UpsampleNearestInto(dst, src []float32, planes, h, w, scale int) {
 
 // ResizeBilinear is F.interpolate(x, size=(oh, ow), mode="bilinear",
 // align_corners=False) on NCHW x.
-func (g *Graph) ResizeBilinear(x *G.Node, oh, ow int) *G.Node {
+func (g *Graph) ResizeBilinear(x *Node, oh, ow int) *Node {
 	if !g.ok(x) {
 		return nil
 	}
@@ -151,21 +146,21 @@ func (g *Graph) ResizeBilinear(x *G.Node, oh, ow int) *G.Node {
 		return g.fail("resize bilinear: input %v to %dx%d", xs, oh, ow)
 	}
 	n, c, h, w := xs[0], xs[1], xs[2], xs[3]
-	return g.Apply("ResizeBilinear", tensor.Shape{n, c, oh, ow}, func(o *tensor.Dense, v []*tensor.Dense) error {
-		ResizeBilinearInto(F32(o), F32(v[0]), n*c, h, w, oh, ow)
+	return g.Op("ResizeBilinear", []int{n, c, oh, ow}, func(o []float32, v [][]float32) error {
+		ResizeBilinearInto(o, v[0], n*c, h, w, oh, ow)
 		return nil
 	}, x)
 }
 
 // UpsampleBilinear is F.interpolate(x, scale_factor=scale, mode="bilinear",
 // align_corners=False) on NCHW x.
-func (g *Graph) UpsampleBilinear(x *G.Node, scale int) *G.Node {
+func (g *Graph) UpsampleBilinear(x *Node, scale int) *Node {
 	return g.UpsampleBilinearRegion(x, scale, Region{})
 }
 
 // UpsampleBilinearRegion is UpsampleBilinear computing only the region r
 // of each output plane (zero elsewhere).
-func (g *Graph) UpsampleBilinearRegion(x *G.Node, scale int, r Region) *G.Node {
+func (g *Graph) UpsampleBilinearRegion(x *Node, scale int, r Region) *Node {
 	if !g.ok(x) {
 		return nil
 	}
@@ -175,17 +170,17 @@ func (g *Graph) UpsampleBilinearRegion(x *G.Node, scale int, r Region) *G.Node {
 	}
 	n, c, h, w := xs[0], xs[1], xs[2], xs[3]
 	inv := float32(1 / float64(scale))
-	return g.Apply("UpsampleBilinear", tensor.Shape{n, c, h * scale, w * scale}, func(o *tensor.Dense, v []*tensor.Dense) error {
+	return g.Op("UpsampleBilinear", []int{n, c, h * scale, w * scale}, func(o []float32, v [][]float32) error {
 		oh, ow := h*scale, w*scale
 		rows, cols := r.limits(oh, ow)
-		bilinearInto(F32(o), ow, oh*ow, F32(v[0]), n*c, h, w, w, h*w, oh, ow, rows, cols, inv, inv)
+		bilinearInto(o, ow, oh*ow, v[0], n*c, h, w, w, h*w, oh, ow, rows, cols, inv, inv)
 		return nil
 	}, x)
 }
 
 // UpsampleNearest is F.interpolate(x, scale_factor=scale, mode="nearest")
 // on NCHW x.
-func (g *Graph) UpsampleNearest(x *G.Node, scale int) *G.Node {
+func (g *Graph) UpsampleNearest(x *Node, scale int) *Node {
 	if !g.ok(x) {
 		return nil
 	}
@@ -194,8 +189,8 @@ func (g *Graph) UpsampleNearest(x *G.Node, scale int) *G.Node {
 		return g.fail("upsample nearest: input %v, scale %d", xs, scale)
 	}
 	n, c, h, w := xs[0], xs[1], xs[2], xs[3]
-	return g.Apply("UpsampleNearest", tensor.Shape{n, c, h * scale, w * scale}, func(o *tensor.Dense, v []*tensor.Dense) error {
-		UpsampleNearestInto(F32(o), F32(v[0]), n*c, h, w, scale)
+	return g.Op("UpsampleNearest", []int{n, c, h * scale, w * scale}, func(o []float32, v [][]float32) error {
+		UpsampleNearestInto(o, v[0], n*c, h, w, scale)
 		return nil
 	}, x)
 }

@@ -5,9 +5,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand"
+	"slices"
 	"testing"
-
-	"gorgonia.org/tensor"
 )
 
 // refBilinear is upsample_bilinear2d (align_corners=False) written per
@@ -121,22 +120,22 @@ func TestUpsampleGraph(t *testing.T) {
 				t.Fatal(err)
 			}
 			src := convRand(rng, c.n*c.c*c.h*c.w)
-			if err := m.Run(context.Background(), map[string]*tensor.Dense{"x": NewDense(src, c.n, c.c, c.h, c.w)}); err != nil {
+			if err := m.Run(context.Background(), map[string]*Tensor{"x": NewTensor(src, c.n, c.c, c.h, c.w)}); err != nil {
 				t.Fatal(err)
 			}
 			p, oh, ow := c.n*c.c, c.h*c.scale, c.w*c.scale
 			s := 1 / float64(c.scale)
-			if d := convMaxDiff(t, F32(Value(bl)), refBilinear(src, p, c.h, c.w, oh, ow, s, s)); d > 1e-6 {
+			if d := convMaxDiff(t, Values(bl), refBilinear(src, p, c.h, c.w, oh, ow, s, s)); d > 1e-6 {
 				t.Errorf("bilinear: max abs diff %g", d)
 			}
-			if d := convMaxDiff(t, F32(Value(nr)), refNearest(src, p, c.h, c.w, oh, ow)); d != 0 {
+			if d := convMaxDiff(t, Values(nr), refNearest(src, p, c.h, c.w, oh, ow)); d != 0 {
 				t.Errorf("nearest: max abs diff %g", d)
 			}
 			rh, rw := c.h*c.scale+1, c.w*c.scale-1+c.scale
-			if s := Value(rs).Shape(); !s.Eq(tensor.Shape{c.n, c.c, rh, rw}) {
+			if s := rs.Shape(); !slices.Equal(s, []int{c.n, c.c, rh, rw}) {
 				t.Fatalf("resize shape %v", s)
 			}
-			if d := convMaxDiff(t, F32(Value(rs)), refBilinear(src, p, c.h, c.w, rh, rw, float64(c.h)/float64(rh), float64(c.w)/float64(rw))); d > 1e-6 {
+			if d := convMaxDiff(t, Values(rs), refBilinear(src, p, c.h, c.w, rh, rw, float64(c.h)/float64(rh), float64(c.w)/float64(rw))); d > 1e-6 {
 				t.Errorf("resize: max abs diff %g", d)
 			}
 		})

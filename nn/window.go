@@ -1,10 +1,5 @@
 package nn
 
-import (
-	G "gorgonia.org/gorgonia"
-	"gorgonia.org/tensor"
-)
-
 // WindowPad returns n rounded up to a multiple of the window size ws: the
 // padded side window_partition works on.
 func WindowPad(n, ws int) int { return (n + ws - 1) / ws * ws }
@@ -66,7 +61,7 @@ func WindowUnpartitionInto(dst, windows []float32, b, h, w, c, ws int) {
 
 // WindowPartition adds window_partition of NHWC x (B, H, W, C) into
 // (B*nH*nW, ws, ws, C) windows, zero-padding H and W up to multiples of ws.
-func (g *Graph) WindowPartition(x *G.Node, ws int) *G.Node {
+func (g *Graph) WindowPartition(x *Node, ws int) *Node {
 	if !g.ok(x) {
 		return nil
 	}
@@ -76,15 +71,15 @@ func (g *Graph) WindowPartition(x *G.Node, ws int) *G.Node {
 	}
 	b, h, w, c := xs[0], xs[1], xs[2], xs[3]
 	nwin := b * (WindowPad(h, ws) / ws) * (WindowPad(w, ws) / ws)
-	return g.Apply("WindowPartition", tensor.Shape{nwin, ws, ws, c}, func(o *tensor.Dense, v []*tensor.Dense) error {
-		WindowPartitionInto(F32(o), F32(v[0]), b, h, w, c, ws)
+	return g.Op("WindowPartition", []int{nwin, ws, ws, c}, func(o []float32, v [][]float32) error {
+		WindowPartitionInto(o, v[0], b, h, w, c, ws)
 		return nil
 	}, x)
 }
 
 // WindowUnpartition adds window_unpartition of windows (B*nH*nW, ws, ws, C)
 // back to NHWC (B, h, w, C), cropping the padding.
-func (g *Graph) WindowUnpartition(windows *G.Node, h, w int) *G.Node {
+func (g *Graph) WindowUnpartition(windows *Node, h, w int) *Node {
 	if !g.ok(windows) {
 		return nil
 	}
@@ -98,8 +93,8 @@ func (g *Graph) WindowUnpartition(windows *G.Node, h, w int) *G.Node {
 		return g.fail("window unpartition: %d windows is not a multiple of the %d per %dx%d image", ws[0], per, h, w)
 	}
 	b := ws[0] / per
-	return g.Apply("WindowUnpartition", tensor.Shape{b, h, w, c}, func(o *tensor.Dense, v []*tensor.Dense) error {
-		WindowUnpartitionInto(F32(o), F32(v[0]), b, h, w, c, win)
+	return g.Op("WindowUnpartition", []int{b, h, w, c}, func(o []float32, v [][]float32) error {
+		WindowUnpartitionInto(o, v[0], b, h, w, c, win)
 		return nil
 	}, windows)
 }

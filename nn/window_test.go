@@ -4,8 +4,6 @@ import (
 	"context"
 	"math/rand"
 	"testing"
-
-	"gorgonia.org/tensor"
 )
 
 // naiveWindowPartition is window_partition written as index arithmetic on
@@ -77,10 +75,10 @@ func TestWindowPartition(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := m.Run(context.Background(), map[string]*tensor.Dense{"x": NewDense(x, tc.b, tc.h, tc.w, tc.c)}); err != nil {
+		if err := m.Run(context.Background(), map[string]*Tensor{"x": NewTensor(x, tc.b, tc.h, tc.w, tc.c)}); err != nil {
 			t.Fatal(err)
 		}
-		gw, gb := F32(Value(win)), F32(Value(out))
+		gw, gb := Values(win), Values(out)
 		for i := range want {
 			if gw[i] != want[i] {
 				t.Fatalf("%+v: graph partition differs at %d", tc, i)

@@ -48,6 +48,37 @@ func (c Config) IsGlobal(i int) bool {
 	return false
 }
 
+// Validate checks that the configuration describes a model the package
+// can build: positive sizes, widths that split into their heads, a window
+// for every windowed block.
+func (c Config) Validate() error {
+	err := func(format string, args ...any) error {
+		return fmt.Errorf("sam: config %s: "+format, append([]any{c.Name}, args...)...)
+	}
+	switch {
+	case c.PatchSize <= 0 || c.ImageSize <= 0 || c.ImageSize%c.PatchSize != 0:
+		return err("image size %d is not a positive multiple of patch size %d", c.ImageSize, c.PatchSize)
+	case c.EncoderDim <= 0 || c.EncoderHeads <= 0 || c.EncoderDim%c.EncoderHeads != 0:
+		return err("encoder width %d is not a positive multiple of %d heads", c.EncoderDim, c.EncoderHeads)
+	case c.EncoderDepth <= 0:
+		return err("encoder depth %d", c.EncoderDepth)
+	case c.MLPRatio <= 0 || int(float64(c.EncoderDim)*c.MLPRatio) <= 0:
+		return err("mlp ratio %g", c.MLPRatio)
+	case c.PromptDim <= 0 || c.PromptDim%8 != 0 || c.DecoderHeads <= 0 || (c.PromptDim/2)%c.DecoderHeads != 0:
+		return err("prompt width %d (a multiple of 8) with %d decoder heads is not supported", c.PromptDim, c.DecoderHeads)
+	case c.MaskInChans < 4 || c.MaskInChans%4 != 0:
+		return err("mask channels %d, want a positive multiple of 4", c.MaskInChans)
+	case c.NumMultimask <= 0 || c.IoUDepth <= 0 || c.IoUHidden <= 0 || c.DecoderDepth <= 0 || c.DecoderMLP <= 0:
+		return err("decoder (multimask %d, iou depth %d, iou width %d, depth %d, mlp %d)", c.NumMultimask, c.IoUDepth, c.IoUHidden, c.DecoderDepth, c.DecoderMLP)
+	}
+	for i := 0; i < c.EncoderDepth; i++ {
+		if !c.IsGlobal(i) && c.WindowSize <= 0 {
+			return err("block %d is windowed with window size %d", i, c.WindowSize)
+		}
+	}
+	return nil
+}
+
 func base() Config {
 	return Config{
 		ImageSize: 1024, PatchSize: 16, WindowSize: 14, MLPRatio: 4, LayerNormEps: 1e-6,

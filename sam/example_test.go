@@ -39,13 +39,12 @@ func ExamplePredictor() {
 	if err := p.SetImage(context.Background(), img); err != nil {
 		log.Fatal(err)
 	}
-	pred, err := p.Predict(context.Background(), sam.PromptInput{
-		Points:    []sam.Point{{X: 120, Y: 80, Label: 1}},
-		Multimask: true,
+	pred, err := p.Predict(context.Background(), sam.Prompt{
+		Points: []sam.Point{{X: 120, Y: 80, Label: 1}},
 	})
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(cfg.Name, pred.K(), "masks, best", pred.Best(), pred.Masks().Shape())
-	// Output: tiny 3 masks, best 1 (1, 3, 160, 240)
+	fmt.Println(cfg.Name, pred.K(), "masks, best", pred.Best(), pred.Masks().Shape)
+	// Output: tiny 3 masks, best 1 [1 3 160 240]
 }

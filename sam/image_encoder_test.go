@@ -8,8 +8,6 @@ import (
 	"sync"
 	"testing"
 
-	"gorgonia.org/tensor"
-
 	"github.com/mam-go/mam-go/internal/testutil"
 	"github.com/mam-go/mam-go/nn"
 	"github.com/mam-go/mam-go/weights"
@@ -48,10 +46,10 @@ func newTinyEncoder(t testing.TB) *ImageEncoder {
 }
 
 // goldenDense loads a golden .npy as a dense tensor.
-func goldenDense(t testing.TB, path string) *tensor.Dense {
+func goldenDense(t testing.TB, path string) *nn.Tensor {
 	t.Helper()
 	w := testutil.NPY(t, path)
-	return nn.NewDense(append([]float32(nil), w.Float32s()...), w.Shape...)
+	return nn.NewTensor(append([]float32(nil), w.Float32s()...), w.Shape...)
 }
 
 func TestImageEncoderGolden(t *testing.T) {
@@ -59,8 +57,8 @@ func TestImageEncoderGolden(t *testing.T) {
 	for _, name := range goldenImages {
 		t.Run(name, func(t *testing.T) {
 			x := goldenDense(t, testutil.Golden("tiny", name, "input.npy"))
-			got := map[string]*tensor.Dense{}
-			out, err := e.ForwardTrace(context.Background(), x, func(stage string, v *tensor.Dense) {
+			got := map[string]*nn.Tensor{}
+			out, err := e.ForwardTrace(context.Background(), x, func(stage string, v *nn.Tensor) {
 				got[stage] = v
 			})
 			if err != nil {
@@ -84,13 +82,13 @@ func TestImageEncoderGolden(t *testing.T) {
 					t.Errorf("trace has no stage %q", s.stage)
 					continue
 				}
-				testutil.Check(t, s.stage, nn.F32(v), v.Shape(), testutil.NPY(t, path), encTol, true)
+				testutil.Check(t, s.stage, v.Data, v.Shape, testutil.NPY(t, path), encTol, true)
 				checked++
 			}
 			if checked < 2 {
 				t.Errorf("only %d golden stages checked", checked)
 			}
-			testutil.Check(t, "image_embeddings", nn.F32(out), out.Shape(), testutil.NPY(t, testutil.Golden("tiny", name, "image_embeddings.npy")), encTol, true)
+			testutil.Check(t, "image_embeddings", out.Data, out.Shape, testutil.NPY(t, testutil.Golden("tiny", name, "image_embeddings.npy")), encTol, true)
 		})
 	}
 }
@@ -106,7 +104,7 @@ func TestImageEncoderFromPNG(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			testutil.Check(t, "image_embeddings", nn.F32(out), out.Shape(), testutil.NPY(t, testutil.Golden("tiny", name, "image_embeddings.npy")), encTol, true)
+			testutil.Check(t, "image_embeddings", out.Data, out.Shape, testutil.NPY(t, testutil.Golden("tiny", name, "image_embeddings.npy")), encTol, true)
 		})
 	}
 }
@@ -115,7 +113,7 @@ func TestImageEncoderFromPNG(t *testing.T) {
 // same result on repeated and concurrent runs.
 func TestImageEncoderReuse(t *testing.T) {
 	e := newTinyEncoder(t)
-	xs := []*tensor.Dense{
+	xs := []*nn.Tensor{
 		goldenDense(t, testutil.Golden("tiny", "dog_240", "input.npy")),
 		goldenDense(t, testutil.Golden("tiny", "demo_120", "input.npy")),
 	}
@@ -125,7 +123,7 @@ func TestImageEncoderReuse(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		first[i] = append([]float32(nil), nn.F32(out)...)
+		first[i] = append([]float32(nil), out.Data...)
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, 4)
@@ -138,7 +136,7 @@ func TestImageEncoderReuse(t *testing.T) {
 				errs[k] = err
 				return
 			}
-			for i, v := range nn.F32(out) {
+			for i, v := range out.Data {
 				if v != first[k%2][i] {
 					errs[k] = errors.New("result differs from the first run")
 					return
@@ -160,11 +158,11 @@ func TestImageEncoderErrors(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name string
-		x    *tensor.Dense
+		x    *nn.Tensor
 	}{
 		{"nil", nil},
-		{"shape", nn.NewDense(nil, 1, 3, s, s/2)},
-		{"float64", tensor.New(tensor.WithShape(1, 3, s, s), tensor.Of(tensor.Float64))},
+		{"shape", nn.NewTensor(nil, 1, 3, s, s/2)},
+		{"short data", &nn.Tensor{Shape: []int{1, 3, s, s}, Data: make([]float32, 5)}},
 	} {
 		if _, err := e.Forward(ctx, tc.x); !errors.Is(err, ErrInput) {
 			t.Errorf("input %s: err = %v, want ErrInput", tc.name, err)
@@ -172,7 +170,7 @@ func TestImageEncoderErrors(t *testing.T) {
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := e.Forward(cctx, nn.NewDense(nil, 1, 3, s, s)); !errors.Is(err, context.Canceled) {
+	if _, err := e.Forward(cctx, nn.NewTensor(nil, 1, 3, s, s)); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled: err = %v, want context.Canceled", err)
 	}
 
@@ -250,8 +248,8 @@ func BenchmarkImageEncoderViTB(b *testing.B) {
 		b.Fatal(err)
 	}
 	s := cfg.ImageSize
-	x := nn.NewDense(nil, 1, 3, s, s)
-	for i, v := 0, nn.F32(x); i < len(v); i++ {
+	x := nn.NewTensor(nil, 1, 3, s, s)
+	for i, v := 0, x.Data; i < len(v); i++ {
 		v[i] = float32((i*7919)%2001)/1000 - 1
 	}
 	b.ReportAllocs()

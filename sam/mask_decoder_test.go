@@ -4,10 +4,9 @@ import (
 	"context"
 	"errors"
 	"math/rand"
+	"slices"
 	"strings"
 	"testing"
-
-	"gorgonia.org/tensor"
 
 	"github.com/mam-go/mam-go/internal/testutil"
 	"github.com/mam-go/mam-go/nn"
@@ -37,8 +36,8 @@ func TestMaskDecoderGolden(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		testutil.Check(t, "low_res_masks", nn.F32(masks), denseShape(masks), testutil.NPY(t, r.file("low_res_masks.npy")), decRelTol, true)
-		testutil.Check(t, "iou_predictions", nn.F32(iou), denseShape(iou), testutil.NPY(t, r.file("iou_predictions.npy")), decAbsTol, false)
+		testutil.Check(t, "low_res_masks", masks.Data, masks.Shape, testutil.NPY(t, r.file("low_res_masks.npy")), decRelTol, true)
+		testutil.Check(t, "iou_predictions", iou.Data, iou.Shape, testutil.NPY(t, r.file("iou_predictions.npy")), decAbsTol, false)
 	})
 }
 
@@ -50,10 +49,10 @@ func TestMaskDecoderGraphCache(t *testing.T) {
 	cfg := Tiny()
 	dim, e := cfg.PromptDim, cfg.EmbedSize()
 	r := rand.New(rand.NewSource(7))
-	rnd := func(shape ...int) *tensor.Dense {
-		t := nn.NewDense(nil, shape...)
-		for i := range nn.F32(t) {
-			nn.F32(t)[i] = float32(r.NormFloat64())
+	rnd := func(shape ...int) *nn.Tensor {
+		t := nn.NewTensor(nil, shape...)
+		for i := range t.Data {
+			t.Data[i] = float32(r.NormFloat64())
 		}
 		return t
 	}
@@ -62,29 +61,29 @@ func TestMaskDecoderGraphCache(t *testing.T) {
 	var first [4][]float32
 	for round := 0; round < 2; round++ {
 		for _, n := range []int{0, 2, 3, 5} {
-			var sparse *tensor.Dense
+			var sparse *nn.Tensor
 			if n > 0 {
-				sparse = nn.NewDense(nil, 1, n, dim)
-				for i := range nn.F32(sparse) {
-					nn.F32(sparse)[i] = float32(i%7) * 0.1
+				sparse = nn.NewTensor(nil, 1, n, dim)
+				for i := range sparse.Data {
+					sparse.Data[i] = float32(i%7) * 0.1
 				}
 			}
 			masks, iou, err := d.Forward(ctx, emb, pe, sparse, dns, true)
 			if err != nil {
 				t.Fatalf("%d tokens: %v", n, err)
 			}
-			if want := (tensor.Shape{1, 3, 4 * e, 4 * e}); !masks.Shape().Eq(want) {
-				t.Fatalf("%d tokens: masks %v, want %v", n, masks.Shape(), want)
+			if want := []int{1, 3, 4 * e, 4 * e}; !slices.Equal(masks.Shape, want) {
+				t.Fatalf("%d tokens: masks %v, want %v", n, masks.Shape, want)
 			}
-			if want := (tensor.Shape{1, 3}); !iou.Shape().Eq(want) {
-				t.Fatalf("%d tokens: iou %v, want %v", n, iou.Shape(), want)
+			if want := []int{1, 3}; !slices.Equal(iou.Shape, want) {
+				t.Fatalf("%d tokens: iou %v, want %v", n, iou.Shape, want)
 			}
 			k := map[int]int{0: 0, 2: 1, 3: 2, 5: 3}[n]
 			if round == 0 {
-				first[k] = nn.F32(masks)
+				first[k] = masks.Data
 				continue
 			}
-			for i, v := range nn.F32(masks) {
+			for i, v := range masks.Data {
 				if v != first[k][i] {
 					t.Fatalf("%d tokens: second run differs at %d: %g vs %g", n, i, v, first[k][i])
 				}
@@ -104,13 +103,13 @@ func TestMaskDecoderGraphCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	plane := 16 * e * e
-	for i, v := range nn.F32(one) {
-		if v != nn.F32(all)[i] {
+	for i, v := range one.Data {
+		if v != all.Data[i] {
 			t.Fatalf("single mask differs from token 0 at %d", i)
 		}
 	}
-	if nn.F32(oneIoU)[0] != nn.F32(allIoU)[0] || len(nn.F32(one)) != plane {
-		t.Fatalf("single output: iou %v of %v, %d values", nn.F32(oneIoU), nn.F32(allIoU), len(nn.F32(one)))
+	if oneIoU.Data[0] != allIoU.Data[0] || len(one.Data) != plane {
+		t.Fatalf("single output: iou %v of %v, %d values", oneIoU.Data, allIoU.Data, len(one.Data))
 	}
 
 	cctx, cancel := context.WithCancel(ctx)
@@ -124,19 +123,19 @@ func TestMaskDecoderErrors(t *testing.T) {
 	d := tinyMaskDecoder(t)
 	cfg := Tiny()
 	dim, e := cfg.PromptDim, cfg.EmbedSize()
-	good := nn.NewDense(nil, 1, dim, e, e)
-	sparse := nn.NewDense(nil, 1, 2, dim)
+	good := nn.NewTensor(nil, 1, dim, e, e)
+	sparse := nn.NewTensor(nil, 1, 2, dim)
 	for _, tc := range []struct {
 		name                   string
-		emb, pe, sparse, dense *tensor.Dense
+		emb, pe, sparse, dense *nn.Tensor
 		want                   string
 	}{
 		{"nil embeddings", nil, good, sparse, good, "image_embeddings is nil"},
-		{"embeddings size", nn.NewDense(nil, 1, dim, e+1, e), good, sparse, good, "image_embeddings has shape"},
-		{"pe width", good, nn.NewDense(nil, 1, dim/2, e, e), sparse, good, "image_pe has shape"},
+		{"embeddings size", nn.NewTensor(nil, 1, dim, e+1, e), good, sparse, good, "image_embeddings has shape"},
+		{"pe width", good, nn.NewTensor(nil, 1, dim/2, e, e), sparse, good, "image_pe has shape"},
 		{"dense missing", good, good, sparse, nil, "dense_prompt_embeddings is nil"},
-		{"sparse width", good, good, nn.NewDense(nil, 1, 2, dim+1), good, "sparse prompt embeddings have shape"},
-		{"sparse rank", good, good, nn.NewDense(nil, 2, dim), good, "sparse prompt embeddings have shape"},
+		{"sparse width", good, good, nn.NewTensor(nil, 1, 2, dim+1), good, "sparse prompt embeddings have shape"},
+		{"sparse rank", good, good, nn.NewTensor(nil, 2, dim), good, "sparse prompt embeddings have shape"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := d.Forward(context.Background(), tc.emb, tc.pe, tc.sparse, tc.dense, true)
@@ -186,10 +185,10 @@ func BenchmarkMaskDecoderViTB(b *testing.B) {
 		emb[i] = rng.Float32()*2 - 1
 	}
 	p := NewPredictor(m)
-	if err := p.SetEmbedding(nn.NewDense(emb, 1, cfg.PromptDim, e, e), nil, 768, 1024); err != nil {
+	if err := p.SetEmbedding(nn.NewTensor(emb, 1, cfg.PromptDim, e, e), nil, 768, 1024); err != nil {
 		b.Fatal(err)
 	}
-	in := PromptInput{Box: &Box{X0: 200, Y0: 150, X1: 800, Y1: 650}, Multimask: true}
+	in := Prompt{Box: &Box{X0: 200, Y0: 150, X1: 800, Y1: 650}}
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := p.Predict(context.Background(), in); err != nil {

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"gorgonia.org/tensor"
-
 	"github.com/mam-go/mam-go/internal/testutil"
 	"github.com/mam-go/mam-go/nn"
 )
@@ -19,9 +17,9 @@ import (
 // checkPrediction compares a prediction with the case's golden outputs.
 func checkPrediction(t *testing.T, r decCaseRun, pred *Prediction) {
 	t.Helper()
-	testutil.Check(t, "low_res_masks", nn.F32(pred.LowRes), denseShape(pred.LowRes), testutil.NPY(t, r.file("low_res_masks.npy")), decRelTol, true)
+	testutil.Check(t, "low_res_masks", pred.LowRes.Data, pred.LowRes.Shape, testutil.NPY(t, r.file("low_res_masks.npy")), decRelTol, true)
 	testutil.Check(t, "iou_predictions", pred.IoU, []int{1, len(pred.IoU)}, testutil.NPY(t, r.file("iou_predictions.npy")), decAbsTol, false)
-	testutil.Check(t, "masks", nn.F32(pred.Masks()), denseShape(pred.Masks()), testutil.NPY(t, r.file("masks.npy")), decRelTol, true)
+	testutil.Check(t, "masks", pred.Masks().Data, pred.Masks().Shape, testutil.NPY(t, r.file("masks.npy")), decRelTol, true)
 	if b := pred.Best(); b != r.c.Best {
 		t.Errorf("best mask %d, golden %d (iou %v)", b, r.c.Best, pred.IoU)
 	}
@@ -39,9 +37,9 @@ func checkPrediction(t *testing.T, r decCaseRun, pred *Prediction) {
 }
 
 // casePrompt is the case's prompt for Predict, in original pixels.
-func casePrompt(t *testing.T, r decCaseRun) PromptInput {
+func casePrompt(t *testing.T, r decCaseRun) Prompt {
 	pts, box := r.c.originalPrompt()
-	return PromptInput{Points: pts, Box: box, Mask: r.maskInput(t), Multimask: r.c.multimask()}
+	return Prompt{Points: pts, Box: box, Mask: r.maskInput(t), SingleMask: !r.c.multimask()}
 }
 
 // TestPredictorGolden runs prompt encoder, decoder and post-processing from
@@ -93,8 +91,8 @@ func TestPredictorEndToEnd(t *testing.T) {
 			if err := p.SetImage(ctx, decodePNG(t, r.imageFile("image.png"))); err != nil {
 				t.Fatal(err)
 			}
-			testutil.Check(t, "input", nn.F32(p.Input()), denseShape(p.Input()), testutil.NPY(t, r.imageFile("input.npy")), decAbsTol, false)
-			testutil.Check(t, "image_embeddings", nn.F32(p.Embeddings()), denseShape(p.Embeddings()), testutil.NPY(t, r.imageFile("image_embeddings.npy")), decRelTol, true)
+			testutil.Check(t, "input", p.Input().Data, p.Input().Shape, testutil.NPY(t, r.imageFile("input.npy")), decAbsTol, false)
+			testutil.Check(t, "image_embeddings", p.Embeddings().Data, p.Embeddings().Shape, testutil.NPY(t, r.imageFile("image_embeddings.npy")), decRelTol, true)
 			preds[r.image] = p
 		}
 		if h, w := p.OriginalSize(); h != r.info.Orig[0] || w != r.info.Orig[1] {
@@ -128,7 +126,7 @@ func TestPredictorMaskFeedback(t *testing.T) {
 		t.Fatal(err)
 	}
 	prev := first.LowResMask(first.Best())
-	testutil.Check(t, "mask_input", nn.F32(prev), denseShape(prev), testutil.NPY(t, r.file("mask_input.npy")), decRelTol, true)
+	testutil.Check(t, "mask_input", prev.Data, prev.Shape, testutil.NPY(t, r.file("mask_input.npy")), decRelTol, true)
 	in.Mask = prev
 	second, err := p.Predict(ctx, in)
 	if err != nil {
@@ -153,7 +151,7 @@ func TestPredictorBox(t *testing.T) {
 		t.Fatal(err)
 	}
 	box := &Box{-20, 30, 260, 140}
-	got, err := p.Predict(ctx, PromptInput{Box: box, Multimask: true})
+	got, err := p.Predict(ctx, Prompt{Box: box})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,9 +167,9 @@ func TestPredictorBox(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, v := range nn.F32(low) {
-		if nn.F32(got.LowRes)[i] != v {
-			t.Fatalf("low-res logit %d: predictor %g, unclipped modules %g", i, nn.F32(got.LowRes)[i], v)
+	for i, v := range low.Data {
+		if got.LowRes.Data[i] != v {
+			t.Fatalf("low-res logit %d: predictor %g, unclipped modules %g", i, got.LowRes.Data[i], v)
 		}
 	}
 	if got.K() != 3 || len(got.Mask(2)) != h*w || got.Mask(3) != nil || got.LowResMask(-1) != nil {
@@ -192,30 +190,30 @@ func TestPredictorErrors(t *testing.T) {
 	emb := denseOf(testutil.NPY(t, testutil.Golden("tiny", "dog_240", "image_embeddings.npy")))
 	nan, inf := math.NaN(), math.Inf(1)
 	pt := []Point{{X: 100, Y: 80, Label: 1}}
-	nanMask := nn.NewDense(nil, 1, 1, side, side)
-	nn.F32(nanMask)[5] = float32(nan)
+	nanMask := nn.NewTensor(nil, 1, 1, side, side)
+	nanMask.Data[5] = float32(nan)
 	for _, tc := range []struct {
 		name string
-		in   PromptInput
+		in   Prompt
 		is   error
 		want string
 	}{
-		{"no prompt", PromptInput{}, ErrNoPrompt, "no prompt"},
-		{"empty points", PromptInput{Points: []Point{}, Multimask: true}, ErrNoPrompt, "no prompt"},
-		{"nan x", PromptInput{Points: []Point{{X: nan, Y: 3, Label: 1}}}, ErrBadPrompt, "not finite"},
-		{"inf y", PromptInput{Points: []Point{{X: 3, Y: -inf, Label: 0}}}, ErrBadPrompt, "not finite"},
-		{"label 2", PromptInput{Points: []Point{{X: 3, Y: 3, Label: 2}}}, ErrBadPrompt, "label 2"},
-		{"label -1", PromptInput{Points: []Point{{X: 3, Y: 3, Label: -1}}}, ErrBadPrompt, "label -1"},
-		{"nan box", PromptInput{Box: &Box{0, 0, nan, 10}}, ErrBadPrompt, "not finite"},
-		{"inf box", PromptInput{Points: pt, Box: &Box{0, 0, inf, 10}}, ErrBadPrompt, "not finite"},
-		{"box right of image", PromptInput{Box: &Box{250, 10, 300, 50}}, ErrBadPrompt, "no area"},
-		{"box above image", PromptInput{Box: &Box{10, -50, 100, -1}}, ErrBadPrompt, "no area"},
-		{"box zero width", PromptInput{Box: &Box{50, 10, 50, 90}}, ErrBadPrompt, "no area"},
-		{"box reversed", PromptInput{Box: &Box{150, 10, 50, 90}}, ErrBadPrompt, "no area"},
-		{"mask too small", PromptInput{Points: pt, Mask: nn.NewDense(nil, 1, 1, side/2, side/2)}, ErrBadPrompt, "mask prompt has shape"},
-		{"mask of 3", PromptInput{Points: pt, Mask: nn.NewDense(nil, 1, 3, side, side)}, ErrBadPrompt, "mask prompt has shape"},
-		{"mask not square", PromptInput{Mask: nn.NewDense(nil, side, side+1)}, ErrBadPrompt, "mask prompt has shape"},
-		{"mask nan", PromptInput{Points: pt, Mask: nanMask}, ErrBadPrompt, "NaN"},
+		{"no prompt", Prompt{}, ErrNoPrompt, "no prompt"},
+		{"empty points", Prompt{Points: []Point{}}, ErrNoPrompt, "no prompt"},
+		{"nan x", Prompt{Points: []Point{{X: nan, Y: 3, Label: 1}}}, ErrBadPrompt, "not finite"},
+		{"inf y", Prompt{Points: []Point{{X: 3, Y: -inf, Label: 0}}}, ErrBadPrompt, "not finite"},
+		{"label 2", Prompt{Points: []Point{{X: 3, Y: 3, Label: 2}}}, ErrBadPrompt, "label 2"},
+		{"label -1", Prompt{Points: []Point{{X: 3, Y: 3, Label: -1}}}, ErrBadPrompt, "label -1"},
+		{"nan box", Prompt{Box: &Box{0, 0, nan, 10}}, ErrBadPrompt, "not finite"},
+		{"inf box", Prompt{Points: pt, Box: &Box{0, 0, inf, 10}}, ErrBadPrompt, "not finite"},
+		{"box right of image", Prompt{Box: &Box{250, 10, 300, 50}}, ErrBadPrompt, "no area"},
+		{"box above image", Prompt{Box: &Box{10, -50, 100, -1}}, ErrBadPrompt, "no area"},
+		{"box zero width", Prompt{Box: &Box{50, 10, 50, 90}}, ErrBadPrompt, "no area"},
+		{"box reversed", Prompt{Box: &Box{150, 10, 50, 90}}, ErrBadPrompt, "no area"},
+		{"mask too small", Prompt{Points: pt, Mask: nn.NewTensor(nil, 1, 1, side/2, side/2)}, ErrBadPrompt, "mask prompt has shape"},
+		{"mask of 3", Prompt{Points: pt, Mask: nn.NewTensor(nil, 1, 3, side, side)}, ErrBadPrompt, "mask prompt has shape"},
+		{"mask not square", Prompt{Mask: nn.NewTensor(nil, side, side+1)}, ErrBadPrompt, "mask prompt has shape"},
+		{"mask nan", Prompt{Points: pt, Mask: nanMask}, ErrBadPrompt, "NaN"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := NewPredictor(m)
@@ -230,14 +228,14 @@ func TestPredictorErrors(t *testing.T) {
 	}
 
 	t.Run("before SetImage", func(t *testing.T) {
-		if _, err := NewPredictor(m).Predict(ctx, PromptInput{Points: pt}); !errors.Is(err, ErrNoImage) {
+		if _, err := NewPredictor(m).Predict(ctx, Prompt{Points: pt}); !errors.Is(err, ErrNoImage) {
 			t.Fatalf("got %v, want ErrNoImage", err)
 		}
 	})
 	t.Run("zero-width image", func(t *testing.T) {
 		p := NewPredictor(m)
-		if err := p.SetImage(ctx, image.NewRGBA(image.Rect(0, 0, 0, 10))); !errors.Is(err, ErrImageSize) {
-			t.Fatalf("got %v, want ErrImageSize", err)
+		if err := p.SetImage(ctx, image.NewRGBA(image.Rect(0, 0, 0, 10))); !errors.Is(err, ErrBadImage) {
+			t.Fatalf("got %v, want ErrBadImage", err)
 		}
 		if p.IsImageSet() {
 			t.Fatal("image set after a failed SetImage")
@@ -256,20 +254,20 @@ func TestPredictorErrors(t *testing.T) {
 		if err := p.SetImage(ctx, image.NewGray(image.Rect(0, 0, 5, 0))); err == nil {
 			t.Fatal("zero-height image: no error")
 		}
-		if _, err := p.Predict(ctx, PromptInput{Points: pt}); !errors.Is(err, ErrNoImage) {
+		if _, err := p.Predict(ctx, Prompt{Points: pt}); !errors.Is(err, ErrNoImage) {
 			t.Fatalf("got %v, want ErrNoImage", err)
 		}
 	})
 	for _, tc := range []struct {
 		name  string
-		emb   *tensor.Dense
-		input *tensor.Dense
+		emb   *nn.Tensor
+		input *nn.Tensor
 		h, w  int
 		want  string
 	}{
 		{"nil embeddings", nil, nil, 10, 10, "embeddings have shape"},
-		{"embeddings shape", nn.NewDense(nil, 1, 32, 8, 8), nil, 10, 10, "embeddings have shape"},
-		{"input shape", emb, nn.NewDense(nil, 1, 3, 128, 128), 10, 10, "input has shape"},
+		{"embeddings shape", nn.NewTensor(nil, 1, 32, 8, 8), nil, 10, 10, "embeddings have shape"},
+		{"input shape", emb, nn.NewTensor(nil, 1, 3, 128, 128), 10, 10, "input has shape"},
 		{"zero width", emb, nil, 10, 0, "image is 0x10"},
 	} {
 		t.Run("SetEmbedding/"+tc.name, func(t *testing.T) {
@@ -285,7 +283,7 @@ func TestPredictorErrors(t *testing.T) {
 		}
 		c, cancel := context.WithCancel(ctx)
 		cancel()
-		if _, err := p.Predict(c, PromptInput{Points: pt}); !errors.Is(err, context.Canceled) {
+		if _, err := p.Predict(c, Prompt{Points: pt}); !errors.Is(err, context.Canceled) {
 			t.Fatalf("got %v, want context.Canceled", err)
 		}
 	})
@@ -298,7 +296,7 @@ func BenchmarkPredictTiny(b *testing.B) {
 	if err := p.SetEmbedding(emb, nil, 160, 240); err != nil {
 		b.Fatal(err)
 	}
-	in := PromptInput{Points: []Point{{X: 120, Y: 80, Label: 1}}, Multimask: true}
+	in := Prompt{Points: []Point{{X: 120, Y: 80, Label: 1}}}
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := p.Predict(context.Background(), in); err != nil {

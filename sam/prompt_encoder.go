@@ -1,112 +1,92 @@
 package sam
 
-// SAM's prompt encoder (segment_anything/modeling/prompt_encoder.py).
+// This file mirrors segment_anything/modeling/prompt_encoder.py:
+// PromptEncoder and PositionEmbeddingRandom.
 
 import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
-
-	G "gorgonia.org/gorgonia"
-	"gorgonia.org/tensor"
 
 	"github.com/mam-go/mam-go/nn"
 	"github.com/mam-go/mam-go/weights"
 )
 
-// Point is a point prompt. Label 1 marks foreground, 0 background and -1 a
-// padding point (the reference's "not a point"). Coordinates are pixels,
-// x to the right, y down; the prompt encoder wants them in the model's
-// input frame (the resized image), the Predictor takes original pixels.
-type Point struct {
-	X, Y  float64
-	Label int
-}
-
-// Box is a box prompt, corners (X0, Y0) top-left and (X1, Y1) bottom-right,
-// in pixels (the input frame for the prompt encoder, original pixels for
-// the Predictor).
-type Box struct {
-	X0, Y0, X1, Y1 float64
-}
-
 // PromptEncoder embeds point, box and mask prompts for the mask decoder.
 // It is safe for concurrent use.
 type PromptEncoder struct {
-	cfg         Config
-	p           *params
-	gaussian    []float32    // positional_encoding_gaussian_matrix (2, D/2)
-	pointEmbed  [4][]float32 // neg point, pos point, box top-left, box bottom-right (D each)
-	notAPoint   []float32    // not_a_point_embed (D)
-	noMask      []float32    // no_mask_embed (D)
-	densePE     *tensor.Dense
-	noMaskDense *tensor.Dense // the dense embedding without a mask prompt
+	cfg             Config
+	peLayer         positionEmbeddingRandom
+	pointEmbeddings [4][]float32 // neg point, pos point, box top-left, box bottom-right (D each)
+	notAPoint       []float32    // not_a_point_embed (D)
+	noMask          []float32    // no_mask_embed (D)
+	maskDownscaling maskDownscaling
+	densePE         *nn.Tensor // get_dense_pe(), (1, D, E, E)
+	noMaskDense     *nn.Tensor // the dense embedding without a mask prompt
 
-	mu       sync.Mutex
-	maskM    *nn.Machine // mask_downscaling, built on first use
-	maskOut  *G.Node
-	maskConv [3]string // mask_downscaling.0, .3, .6
-	maskLN   [2]layerNorm2d
+	mu      sync.Mutex
+	maskM   *nn.Machine // mask_downscaling, built on first use
+	maskOut *nn.Node
 }
 
 const inMask = "mask_input"
 
-// NewPromptEncoder reads the prompt encoder from s, the "prompt_encoder."
-// view of a SAM checkpoint, checking shapes against cfg.
-func NewPromptEncoder(s *weights.Store, cfg Config) (*PromptEncoder, error) {
-	dim, mc := cfg.PromptDim, cfg.MaskInChans
-	if dim <= 0 || dim%2 != 0 || mc < 4 || mc%4 != 0 || cfg.EmbedSize() <= 0 {
-		return nil, fmt.Errorf("sam: prompt encoder: bad config (width %d, mask channels %d, embedding side %d)", dim, mc, cfg.EmbedSize())
-	}
+// newPromptEncoder fetches the prompt encoder's parameters from p (the
+// "prompt_encoder." view) and computes its constant embeddings; cfg must
+// be valid.
+func newPromptEncoder(p *nn.Params, cfg Config) *PromptEncoder {
+	dim, e := cfg.PromptDim, cfg.EmbedSize()
 	pe := &PromptEncoder{
-		cfg:      cfg,
-		p:        newParams(s),
-		maskConv: [3]string{"mask_downscaling.0", "mask_downscaling.3", "mask_downscaling.6"},
-		maskLN:   [2]layerNorm2d{{"mask_downscaling.1", mc / 4}, {"mask_downscaling.4", mc}},
+		cfg:             cfg,
+		peLayer:         positionEmbeddingRandom{p.Floats("pe_layer.positional_encoding_gaussian_matrix", 2, dim/2)},
+		notAPoint:       p.Floats("not_a_point_embed.weight", 1, dim),
+		noMask:          p.Floats("no_mask_embed.weight", 1, dim),
+		maskDownscaling: newMaskDownscaling(p.Sub("mask_downscaling"), cfg.MaskInChans, dim),
 	}
-	p := pe.p
-	p.load("pe_layer.positional_encoding_gaussian_matrix", 2, dim/2)
-	for i := 0; i < 4; i++ {
-		p.load(fmt.Sprintf("point_embeddings.%d.weight", i), 1, dim)
+	for i := range pe.pointEmbeddings {
+		pe.pointEmbeddings[i] = p.Sub("point_embeddings").Index(i).Floats("weight", 1, dim)
 	}
-	p.load("not_a_point_embed.weight", 1, dim)
-	p.load("no_mask_embed.weight", 1, dim)
-	p.load(pe.maskConv[0]+".weight", mc/4, 1, 2, 2)
-	p.load(pe.maskConv[0]+".bias", mc/4)
-	pe.maskLN[0].load(p)
-	p.load(pe.maskConv[1]+".weight", mc, mc/4, 2, 2)
-	p.load(pe.maskConv[1]+".bias", mc)
-	pe.maskLN[1].load(p)
-	p.load(pe.maskConv[2]+".weight", dim, mc, 1, 1)
-	p.load(pe.maskConv[2]+".bias", dim)
-	if p.err != nil {
-		return nil, fmt.Errorf("sam: prompt encoder: %w", p.err)
-	}
-	pe.gaussian = p.value("pe_layer.positional_encoding_gaussian_matrix")
-	for i := range pe.pointEmbed {
-		pe.pointEmbed[i] = p.value(fmt.Sprintf("point_embeddings.%d.weight", i))
-	}
-	pe.notAPoint = p.value("not_a_point_embed.weight")
-	pe.noMask = p.value("no_mask_embed.weight")
-	pe.densePE = pe.computeDensePE()
+	pe.densePE = pe.peLayer.forward(e)
 	// no_mask_embed.weight.reshape(1, -1, 1, 1).expand(1, -1, E, E)
-	e := cfg.EmbedSize()
-	d := make([]float32, dim*e*e)
+	pe.noMaskDense = nn.NewTensor(nil, 1, dim, e, e)
 	for c := 0; c < dim; c++ {
-		plane := d[c*e*e : (c+1)*e*e]
+		plane := pe.noMaskDense.Data[c*e*e : (c+1)*e*e]
 		for i := range plane {
 			plane[i] = pe.noMask[c]
 		}
 	}
-	pe.noMaskDense = nn.NewDense(d, 1, dim, e, e)
+	return pe
+}
+
+// NewPromptEncoder builds the prompt encoder from s, the "prompt_encoder."
+// view of a SAM checkpoint, checking shapes against cfg.
+func NewPromptEncoder(s *weights.Store, cfg Config) (*PromptEncoder, error) {
+	if s == nil {
+		return nil, fmt.Errorf("sam: prompt encoder: nil weights")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	p := nn.NewParams(s)
+	pe := newPromptEncoder(p, cfg)
+	if err := p.Err(); err != nil {
+		return nil, fmt.Errorf("sam: prompt encoder: %w", err)
+	}
 	return pe, nil
 }
 
-// peEncoding is PositionEmbeddingRandom._pe_encoding of one point (x, y)
-// normalised to [0, 1]: [sin(2pi (2p-1) G), cos(2pi (2p-1) G)] written to
-// out (D values). It follows the reference's float32 steps.
-func (pe *PromptEncoder) peEncoding(out []float32, x, y float32) {
+// positionEmbeddingRandom is PositionEmbeddingRandom: positional encoding
+// of normalised coordinates with a random spatial frequency matrix.
+type positionEmbeddingRandom struct {
+	gaussian []float32 // positional_encoding_gaussian_matrix (2, D/2)
+}
+
+// peEncoding is _pe_encoding of one point (x, y) normalised to [0, 1]:
+// [sin(2pi (2p-1) G), cos(2pi (2p-1) G)] written to out (D values). It
+// follows the reference's float32 steps.
+func (pe positionEmbeddingRandom) peEncoding(out []float32, x, y float32) {
 	f := len(pe.gaussian) / 2
 	gx, gy := pe.gaussian[:f], pe.gaussian[f:]
 	cx, cy := 2*x-1, 2*y-1 // coords = 2 * coords - 1
@@ -119,11 +99,11 @@ func (pe *PromptEncoder) peEncoding(out []float32, x, y float32) {
 	}
 }
 
-// computeDensePE is PositionEmbeddingRandom.forward over the E x E grid:
-// the encoding of ((j+0.5)/E, (i+0.5)/E) at row i, column j -> (1, D, E, E).
-func (pe *PromptEncoder) computeDensePE() *tensor.Dense {
-	e, dim := pe.cfg.EmbedSize(), pe.cfg.PromptDim
-	out := make([]float32, dim*e*e)
+// forward is PositionEmbeddingRandom.forward over the e x e grid: the
+// encoding of ((j+0.5)/e, (i+0.5)/e) at row i, column j -> (1, D, e, e).
+func (pe positionEmbeddingRandom) forward(e int) *nn.Tensor {
+	dim := len(pe.gaussian)
+	out := nn.NewTensor(nil, 1, dim, e, e)
 	v := make([]float32, dim)
 	for i := 0; i < e; i++ {
 		y := (float32(i+1) - 0.5) / float32(e) // grid.cumsum(0) - 0.5, / h
@@ -131,23 +111,22 @@ func (pe *PromptEncoder) computeDensePE() *tensor.Dense {
 			x := (float32(j+1) - 0.5) / float32(e)
 			pe.peEncoding(v, x, y)
 			for c := 0; c < dim; c++ { // permute(2, 0, 1): (E, E, D) -> (D, E, E)
-				out[(c*e+i)*e+j] = v[c]
+				out.Data[(c*e+i)*e+j] = v[c]
 			}
 		}
 	}
-	return nn.NewDense(out, 1, dim, e, e)
+	return out
+}
+
+// forwardWithCoords is forward_with_coords for one pixel coordinate of an
+// s x s input (already shifted to the pixel centre).
+func (pe positionEmbeddingRandom) forwardWithCoords(out []float32, x, y float32, s int) {
+	pe.peEncoding(out, x/float32(s), y/float32(s))
 }
 
 // DensePE is get_dense_pe: the positional encoding of the embedding grid,
 // (1, D, E, E). It is shared: do not modify it.
-func (pe *PromptEncoder) DensePE() *tensor.Dense { return pe.densePE }
-
-// embedCoord is forward_with_coords for one pixel coordinate in the input
-// frame (already shifted to the pixel centre): normalised by the input size.
-func (pe *PromptEncoder) embedCoord(out []float32, x, y float32) {
-	s := float32(pe.cfg.ImageSize)
-	pe.peEncoding(out, x/s, y/s)
-}
+func (pe *PromptEncoder) DensePE() *nn.Tensor { return pe.densePE }
 
 // Forward embeds the prompts: points and box in the model's input frame
 // (resized pixels), mask a low-res logits prompt (1, 1, 4E, 4E) or nil.
@@ -156,62 +135,14 @@ func (pe *PromptEncoder) embedCoord(out []float32, x, y float32) {
 // points and no box. dense is (1, D, E, E): the downscaled mask, or
 // no_mask_embed at every position (then shared between calls: do not
 // modify it).
-func (pe *PromptEncoder) Forward(ctx context.Context, points []Point, box *Box, mask *tensor.Dense) (sparse, dense *tensor.Dense, err error) {
-	dim := pe.cfg.PromptDim
-	for i, pt := range points {
-		if !finite(pt.X) || !finite(pt.Y) {
-			return nil, nil, fmt.Errorf("sam: prompt encoder: point %d (%g, %g) is not finite", i, pt.X, pt.Y)
-		}
-		if pt.Label < -1 || pt.Label > 1 {
-			return nil, nil, fmt.Errorf("sam: prompt encoder: point %d has label %d, want 1 (foreground), 0 (background) or -1 (padding)", i, pt.Label)
-		}
+func (pe *PromptEncoder) Forward(ctx context.Context, points []Point, box *Box, mask *nn.Tensor) (sparse, dense *nn.Tensor, err error) {
+	if err := checkPoints(points, true); err != nil {
+		return nil, nil, fmt.Errorf("sam: prompt encoder: %w", err)
 	}
-	if box != nil && (!finite(box.X0) || !finite(box.Y0) || !finite(box.X1) || !finite(box.Y1)) {
-		return nil, nil, fmt.Errorf("sam: prompt encoder: box %v is not finite", *box)
+	if err := checkBox(box); err != nil {
+		return nil, nil, fmt.Errorf("sam: prompt encoder: %w", err)
 	}
-
-	n := 0
-	if len(points) > 0 {
-		n = len(points)
-		if box == nil {
-			n++ // padding point
-		}
-	}
-	if box != nil {
-		n += 2
-	}
-	if n > 0 {
-		out := make([]float32, n*dim)
-		row := 0
-		if len(points) > 0 {
-			// _embed_points: points + 0.5, padding point (0, 0) label -1 when no box.
-			all := points
-			if box == nil {
-				all = append(append([]Point(nil), points...), Point{Label: -1})
-			}
-			for _, pt := range all {
-				o := out[row*dim : (row+1)*dim]
-				row++
-				if pt.Label == -1 {
-					copy(o, pe.notAPoint) // pe zeroed, + not_a_point_embed
-					continue
-				}
-				pe.embedCoord(o, float32(pt.X)+0.5, float32(pt.Y)+0.5)
-				addTo(o, pe.pointEmbed[pt.Label]) // label 0 -> point_embeddings.0, 1 -> .1
-			}
-		}
-		if box != nil {
-			// _embed_boxes: corners + 0.5 -> pe + point_embeddings.2 / .3
-			o := out[row*dim : (row+1)*dim]
-			pe.embedCoord(o, float32(box.X0)+0.5, float32(box.Y0)+0.5)
-			addTo(o, pe.pointEmbed[2])
-			o = out[(row+1)*dim : (row+2)*dim]
-			pe.embedCoord(o, float32(box.X1)+0.5, float32(box.Y1)+0.5)
-			addTo(o, pe.pointEmbed[3])
-		}
-		sparse = nn.NewDense(out, 1, n, dim)
-	}
-
+	sparse = pe.embedSparse(points, box)
 	if mask != nil {
 		dense, err = pe.embedMask(ctx, mask)
 		if err != nil {
@@ -222,46 +153,107 @@ func (pe *PromptEncoder) Forward(ctx context.Context, points []Point, box *Box, 
 	return sparse, pe.noMaskDense, nil
 }
 
-// embedMask is _embed_masks, the mask_downscaling stack:
-// (1, 1, 4E, 4E) -> Conv k2 s2 -> LN2d -> GELU -> (1, C/4, 2E, 2E)
-// -> Conv k2 s2 -> LN2d -> GELU -> (1, C, E, E) -> Conv k1 -> (1, D, E, E).
-func (pe *PromptEncoder) embedMask(ctx context.Context, mask *tensor.Dense) (*tensor.Dense, error) {
-	side := 4 * pe.cfg.EmbedSize()
-	want := tensor.Shape{1, 1, side, side}
-	if !mask.Shape().Eq(want) || mask.Dtype() != tensor.Float32 {
-		return nil, fmt.Errorf("sam: prompt encoder: mask prompt has shape %v (%v), want %v float32", mask.Shape(), mask.Dtype(), want)
+// embedSparse is _embed_points and _embed_boxes, concatenated: (1, N, D),
+// or nil for no points and no box.
+func (pe *PromptEncoder) embedSparse(points []Point, box *Box) *nn.Tensor {
+	dim, s := pe.cfg.PromptDim, pe.cfg.ImageSize
+	n := 0
+	if len(points) > 0 {
+		n = len(points)
+		if box == nil {
+			n++ // padding point
+		}
+	}
+	if box != nil {
+		n += 2
+	}
+	if n == 0 {
+		return nil
+	}
+	out := nn.NewTensor(nil, 1, n, dim)
+	row := func(i int) []float32 { return out.Data[i*dim : (i+1)*dim] }
+	r := 0
+	if len(points) > 0 {
+		// _embed_points: points + 0.5, a padding point (0, 0) labelled -1
+		// when there is no box.
+		all := points
+		if box == nil {
+			all = append(slices.Clone(points), Point{Label: -1})
+		}
+		for _, pt := range all {
+			o := row(r)
+			r++
+			if pt.Label == -1 {
+				copy(o, pe.notAPoint) // pe zeroed, + not_a_point_embed
+				continue
+			}
+			pe.peLayer.forwardWithCoords(o, float32(pt.X)+0.5, float32(pt.Y)+0.5, s)
+			addTo(o, pe.pointEmbeddings[pt.Label]) // label 0 -> point_embeddings.0, 1 -> .1
+		}
+	}
+	if box != nil {
+		// _embed_boxes: corners + 0.5 -> pe + point_embeddings.2 / .3
+		pe.peLayer.forwardWithCoords(row(r), float32(box.X0)+0.5, float32(box.Y0)+0.5, s)
+		addTo(row(r), pe.pointEmbeddings[2])
+		pe.peLayer.forwardWithCoords(row(r+1), float32(box.X1)+0.5, float32(box.Y1)+0.5, s)
+		addTo(row(r+1), pe.pointEmbeddings[3])
+	}
+	return out
+}
+
+// embedMask is _embed_masks: mask_downscaling on (1, 1, 4E, 4E) ->
+// (1, D, E, E).
+func (pe *PromptEncoder) embedMask(ctx context.Context, mask *nn.Tensor) (*nn.Tensor, error) {
+	side, e := 4*pe.cfg.EmbedSize(), pe.cfg.EmbedSize()
+	if !mask.HasShape(1, 1, side, side) {
+		return nil, fmt.Errorf("sam: prompt encoder: mask prompt has shape %v, want (1, 1, %d, %d): %w", mask.Shape, side, side, ErrBadPrompt)
 	}
 	pe.mu.Lock()
 	defer pe.mu.Unlock()
 	if pe.maskM == nil {
 		g := nn.NewGraph()
-		p := pe.p
-		conv := func(x *G.Node, i, stride int) *G.Node {
-			return g.Conv2d(x, p.node(g, pe.maskConv[i]+".weight"), p.node(g, pe.maskConv[i]+".bias"), stride, 0)
-		}
-		x := g.Input(inMask, 1, 1, side, side)    // (1, 1, 4E, 4E)
-		x = conv(x, 0, 2)                         // (1, C/4, 2E, 2E)
-		x = g.GELU(pe.maskLN[0].forward(g, p, x)) // (1, C/4, 2E, 2E)
-		x = conv(x, 1, 2)                         // (1, C, E, E)
-		x = g.GELU(pe.maskLN[1].forward(g, p, x)) // (1, C, E, E)
-		x = conv(x, 2, 1)                         // (1, D, E, E)
+		x := g.Input(inMask, 1, 1, side, side)
+		out := pe.maskDownscaling.forward(g, x)
 		m, err := g.Compile()
 		if err != nil {
 			return nil, fmt.Errorf("sam: prompt encoder: mask downscaling graph: %w", err)
 		}
-		pe.maskM, pe.maskOut = m, x
+		pe.maskM, pe.maskOut = m, out
 	}
-	in := map[string]*tensor.Dense{inMask: mask}
-	pe.p.bind(in)
-	if err := pe.maskM.Run(ctx, in); err != nil {
+	if err := pe.maskM.Exec(ctx, map[string][]float32{inMask: mask.Data}); err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, cerr
+		}
 		return nil, fmt.Errorf("sam: prompt encoder: mask prompt: %w", err)
 	}
-	v := nn.Value(pe.maskOut)
-	if v == nil {
-		return nil, fmt.Errorf("sam: prompt encoder: mask downscaling produced no output")
+	return nn.NewTensor(nn.Values(pe.maskOut), 1, pe.cfg.PromptDim, e, e), nil
+}
+
+// maskDownscaling is PromptEncoder.mask_downscaling: Conv2d(1, C/4, 2, 2),
+// LayerNorm2d, GELU, Conv2d(C/4, C, 2, 2), LayerNorm2d, GELU,
+// Conv2d(C, D, 1).
+type maskDownscaling struct {
+	conv0, conv3, conv6 nn.Conv2d
+	ln1, ln4            layerNorm2d
+}
+
+func newMaskDownscaling(p *nn.Params, mc, dim int) maskDownscaling {
+	return maskDownscaling{
+		conv0: nn.NewConv2d(p.Sub("0"), 1, mc/4, 2, 2, 0),
+		ln1:   newLayerNorm2d(p.Sub("1"), mc/4),
+		conv3: nn.NewConv2d(p.Sub("3"), mc/4, mc, 2, 2, 0),
+		ln4:   newLayerNorm2d(p.Sub("4"), mc),
+		conv6: nn.NewConv2d(p.Sub("6"), mc, dim, 1, 1, 0),
 	}
-	e := pe.cfg.EmbedSize()
-	return nn.NewDense(append([]float32(nil), nn.F32(v)...), 1, pe.cfg.PromptDim, e, e), nil
+}
+
+// forward: x (1, 1, 4E, 4E) -> (1, D, E, E).
+func (m maskDownscaling) forward(g *nn.Graph, x *nn.Node) *nn.Node {
+	x = m.conv0.Forward(g, x)       // (1, C/4, 2E, 2E)
+	x = g.GELU(m.ln1.forward(g, x)) // (1, C/4, 2E, 2E)
+	x = m.conv3.Forward(g, x)       // (1, C, E, E)
+	x = g.GELU(m.ln4.forward(g, x)) // (1, C, E, E)
+	return m.conv6.Forward(g, x)    // (1, D, E, E)
 }
 
 func addTo(dst, src []float32) {
@@ -269,5 +261,3 @@ func addTo(dst, src []float32) {
 		dst[i] += v
 	}
 }
-
-func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }

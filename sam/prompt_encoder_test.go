@@ -5,10 +5,9 @@ import (
 	"errors"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
-
-	"gorgonia.org/tensor"
 
 	"github.com/mam-go/mam-go/internal/testutil"
 	"github.com/mam-go/mam-go/nn"
@@ -86,7 +85,7 @@ func (r decCaseRun) file(name string) string { return filepath.Join(r.dir, name)
 func (r decCaseRun) imageFile(name string) string { return testutil.Golden("tiny", r.image, name) }
 
 // maskInput loads the case's mask prompt, or returns nil.
-func (r decCaseRun) maskInput(t testing.TB) *tensor.Dense {
+func (r decCaseRun) maskInput(t testing.TB) *nn.Tensor {
 	if r.c.MaskFrom == "" {
 		return nil
 	}
@@ -125,11 +124,9 @@ func tinySAMStore(t testing.TB) *weights.Store {
 }
 
 // dense converts a golden float32 tensor to a dense tensor (sharing data).
-func denseOf(w *weights.Tensor) *tensor.Dense {
-	return nn.NewDense(w.Float32s(), w.Shape...)
+func denseOf(w *weights.Tensor) *nn.Tensor {
+	return nn.NewTensor(w.Float32s(), w.Shape...)
 }
-
-func denseShape(t *tensor.Dense) []int { return []int(t.Shape()) }
 
 func tinyPromptEncoder(t testing.TB) *PromptEncoder {
 	t.Helper()
@@ -145,7 +142,7 @@ func TestDensePE(t *testing.T) {
 	for _, img := range decImages {
 		t.Run(img, func(t *testing.T) {
 			got := pe.DensePE()
-			testutil.Check(t, "dense_pe", nn.F32(got), denseShape(got), testutil.NPY(t, testutil.Golden("tiny", img, "dense_pe.npy")), decAbsTol, false)
+			testutil.Check(t, "dense_pe", got.Data, got.Shape, testutil.NPY(t, testutil.Golden("tiny", img, "dense_pe.npy")), decAbsTol, false)
 		})
 	}
 }
@@ -158,8 +155,8 @@ func TestPromptEncoderGolden(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		testutil.Check(t, "sparse", nn.F32(sparse), denseShape(sparse), testutil.NPY(t, r.file("sparse.npy")), decRelTol, true)
-		testutil.Check(t, "dense", nn.F32(dns), denseShape(dns), testutil.NPY(t, r.file("dense.npy")), decRelTol, true)
+		testutil.Check(t, "sparse", sparse.Data, sparse.Shape, testutil.NPY(t, r.file("sparse.npy")), decRelTol, true)
+		testutil.Check(t, "dense", dns.Data, dns.Shape, testutil.NPY(t, r.file("dense.npy")), decRelTol, true)
 	})
 }
 
@@ -189,14 +186,14 @@ func TestPromptEncoderTokens(t *testing.T) {
 			}
 			if len(tc.want) == 0 {
 				if sparse != nil {
-					t.Fatalf("sparse %v, want nil", sparse.Shape())
+					t.Fatalf("sparse %v, want nil", sparse.Shape)
 				}
 				return
 			}
-			if want := (tensor.Shape{1, len(tc.want), dim}); !sparse.Shape().Eq(want) {
-				t.Fatalf("sparse shape %v, want %v", sparse.Shape(), want)
+			if want := []int{1, len(tc.want), dim}; !slices.Equal(sparse.Shape, want) {
+				t.Fatalf("sparse shape %v, want %v", sparse.Shape, want)
 			}
-			s := nn.F32(sparse)
+			s := sparse.Data
 			coords := []Point{}
 			for _, p := range tc.points {
 				coords = append(coords, p)
@@ -215,16 +212,16 @@ func TestPromptEncoderTokens(t *testing.T) {
 				case "pad":
 					copy(want, pe.notAPoint)
 				case "neg":
-					add = pe.pointEmbed[0]
+					add = pe.pointEmbeddings[0]
 				case "pos":
-					add = pe.pointEmbed[1]
+					add = pe.pointEmbeddings[1]
 				case "tl":
-					add = pe.pointEmbed[2]
+					add = pe.pointEmbeddings[2]
 				case "br":
-					add = pe.pointEmbed[3]
+					add = pe.pointEmbeddings[3]
 				}
 				if add != nil {
-					pe.embedCoord(want, float32(coords[i].X)+0.5, float32(coords[i].Y)+0.5)
+					pe.peLayer.forwardWithCoords(want, float32(coords[i].X)+0.5, float32(coords[i].Y)+0.5, pe.cfg.ImageSize)
 					addTo(want, add)
 				}
 				for c := range want {
@@ -245,15 +242,15 @@ func TestPromptEncoderErrors(t *testing.T) {
 		name   string
 		points []Point
 		box    *Box
-		mask   *tensor.Dense
+		mask   *nn.Tensor
 		want   string
 	}{
 		{"nan point", []Point{{nan, 3, 1}}, nil, nil, "not finite"},
 		{"inf point", []Point{{3, math.Inf(1), 1}}, nil, nil, "not finite"},
 		{"bad label", []Point{{3, 3, 2}}, nil, nil, "label 2"},
 		{"nan box", nil, &Box{0, 0, nan, 5}, nil, "not finite"},
-		{"mask too small", []Point{{3, 3, 1}}, nil, nn.NewDense(nil, 1, 1, side/2, side/2), "mask prompt has shape"},
-		{"mask 3-d", []Point{{3, 3, 1}}, nil, nn.NewDense(nil, 1, side, side), "mask prompt has shape"},
+		{"mask too small", []Point{{3, 3, 1}}, nil, nn.NewTensor(nil, 1, 1, side/2, side/2), "mask prompt has shape"},
+		{"mask 3-d", []Point{{3, 3, 1}}, nil, nn.NewTensor(nil, 1, side, side), "mask prompt has shape"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := pe.Forward(context.Background(), tc.points, tc.box, tc.mask)

@@ -5,8 +5,7 @@ package sam
 
 import (
 	"fmt"
-
-	"gorgonia.org/tensor"
+	"strings"
 
 	"github.com/mam-go/mam-go/nn"
 	"github.com/mam-go/mam-go/weights"
@@ -14,12 +13,23 @@ import (
 
 // Model is a loaded SAM: image encoder, prompt encoder and mask decoder,
 // with the configuration they were built for. Use a Predictor to segment
-// an image interactively.
+// an image interactively. A Model is safe for concurrent use: each module
+// serialises its runs.
 type Model struct {
 	Config
 	Encoder *ImageEncoder
 	Prompt  *PromptEncoder
 	Decoder *MaskDecoder
+}
+
+// newModel fetches every parameter of Sam from p; cfg must be valid.
+func newModel(p *nn.Params, cfg Config) *Model {
+	return &Model{
+		Config:  cfg,
+		Encoder: newImageEncoder(p.Sub("image_encoder"), cfg),
+		Prompt:  newPromptEncoder(p.Sub("prompt_encoder"), cfg),
+		Decoder: newMaskDecoder(p.Sub("mask_decoder"), cfg),
+	}
 }
 
 // New builds the model from a SAM state dict (keys image_encoder.*,
@@ -30,22 +40,47 @@ func New(store *weights.Store, cfg Config) (*Model, error) {
 	if store == nil {
 		return nil, fmt.Errorf("sam: new: nil weights store")
 	}
-	enc, err := NewImageEncoder(store.Sub("image_encoder"), cfg)
-	if err != nil {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	p := nn.NewParams(store)
+	m := newModel(p, cfg)
+	if err := p.Err(); err != nil {
 		return nil, fmt.Errorf("sam: %s: %w", cfg.Name, err)
 	}
-	pe, err := NewPromptEncoder(store.Sub("prompt_encoder"), cfg)
-	if err != nil {
+	if err := p.CheckUnused(); err != nil {
 		return nil, fmt.Errorf("sam: %s: %w", cfg.Name, err)
 	}
-	dec, err := NewMaskDecoder(store.Sub("mask_decoder"), cfg)
-	if err != nil {
+	if err := m.Encoder.compile(); err != nil {
 		return nil, fmt.Errorf("sam: %s: %w", cfg.Name, err)
 	}
-	if err := store.CheckUnused(); err != nil {
-		return nil, fmt.Errorf("sam: %s: %w", cfg.Name, err)
+	return m, nil
+}
+
+// RandomWeights makes a SAM state dict with every name and shape that cfg
+// needs, filled with seeded random values (nn.DefaultInit, the prompt
+// embeddings and token tables +-0.5, the Gaussian frequency matrix +-1),
+// for benchmarks and tests at full size without a checkpoint. It is drawn
+// by the model's own constructors, so its schema is New's. An invalid cfg
+// gives an empty store (New reports why).
+func RandomWeights(cfg Config, seed int64) *weights.Store {
+	p := nn.RandomParams(seed, randomInit)
+	if cfg.Validate() == nil {
+		newModel(p, cfg)
 	}
-	return &Model{Config: cfg, Encoder: enc, Prompt: pe, Decoder: dec}, nil
+	return p.Store()
+}
+
+// randomInit is RandomWeights' distribution.
+func randomInit(name string, shape []int) (scale, offset float64) {
+	switch {
+	case strings.HasSuffix(name, "positional_encoding_gaussian_matrix"):
+		return 1, 0
+	case strings.Contains(name, "prompt_encoder.point_embeddings."), strings.HasSuffix(name, "_embed.weight"),
+		strings.HasSuffix(name, "iou_token.weight"), strings.HasSuffix(name, "mask_tokens.weight"):
+		return 0.5, 0
+	}
+	return nn.DefaultInit(name, shape)
 }
 
 // PostprocessMasks is Sam.postprocess_masks: low-res mask logits
@@ -53,14 +88,14 @@ func New(store *weights.Store, cfg Config) (*Model, error) {
 // padded input size S x S, cropped to the resized image (newh, neww) and
 // resized bilinearly to the original size (h, w). It returns logits
 // (1, K, h, w); a mask is logits > 0.
-func (c Config) PostprocessMasks(lowRes *tensor.Dense, newh, neww, h, w int) (*tensor.Dense, error) {
+func (c Config) PostprocessMasks(lowRes *nn.Tensor, newh, neww, h, w int) (*nn.Tensor, error) {
 	s := c.ImageSize
 	if lowRes == nil {
-		return nil, fmt.Errorf("sam: postprocess masks: nil masks")
+		return nil, fmt.Errorf("sam: postprocess masks: nil masks: %w", ErrInput)
 	}
-	ls := lowRes.Shape()
-	if len(ls) != 4 || ls[0] != 1 || ls[1] <= 0 || ls[2] <= 0 || ls[3] <= 0 || lowRes.Dtype() != tensor.Float32 {
-		return nil, fmt.Errorf("sam: postprocess masks: masks have shape %v (%v), want (1, K, H, W) float32", ls, lowRes.Dtype())
+	ls := lowRes.Shape
+	if len(ls) != 4 || ls[0] != 1 || ls[1] <= 0 || ls[2] <= 0 || ls[3] <= 0 || len(lowRes.Data) != ls[1]*ls[2]*ls[3] {
+		return nil, fmt.Errorf("sam: postprocess masks: masks have shape %v, want (1, K, H, W): %w", ls, ErrInput)
 	}
 	if newh <= 0 || neww <= 0 || newh > s || neww > s {
 		return nil, fmt.Errorf("sam: postprocess masks: input size %dx%d outside the %dx%d input", neww, newh, s, s)
@@ -71,9 +106,9 @@ func (c Config) PostprocessMasks(lowRes *tensor.Dense, newh, neww, h, w int) (*t
 	k, n := ls[1], ls[2]*ls[3]
 	out := make([]float32, k*h*w)
 	for i := 0; i < k; i++ {
-		c.postprocessMask(out[i*h*w:(i+1)*h*w], nn.F32(lowRes)[i*n:(i+1)*n], ls[2], ls[3], newh, neww, h, w)
+		c.postprocessMask(out[i*h*w:(i+1)*h*w], lowRes.Data[i*n:(i+1)*n], ls[2], ls[3], newh, neww, h, w)
 	}
-	return nn.NewDense(out, 1, k, h, w), nil
+	return nn.NewTensor(out, 1, k, h, w), nil
 }
 
 // postprocessMask is PostprocessMasks on one low-res mask (lh x lw) into

@@ -83,13 +83,13 @@ func TestPostprocessMasksGolden(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		testutil.Check(t, "masks", nn.F32(got), denseShape(got), testutil.NPY(t, r.file("masks.npy")), decRelTol, true)
+		testutil.Check(t, "masks", got.Data, got.Shape, testutil.NPY(t, r.file("masks.npy")), decRelTol, true)
 	})
 }
 
 func TestPostprocessMasksErrors(t *testing.T) {
 	cfg := Tiny()
-	low := nn.NewDense(nil, 1, 3, 64, 64)
+	low := nn.NewTensor(nil, 1, 3, 64, 64)
 	for _, tc := range []struct {
 		name             string
 		newh, neww, h, w int
@@ -104,7 +104,7 @@ func TestPostprocessMasksErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			m := low
 			if tc.masks3d {
-				m = nn.NewDense(nil, 3, 64, 64)
+				m = nn.NewTensor(nil, 3, 64, 64)
 			}
 			if _, err := cfg.PostprocessMasks(m, tc.newh, tc.neww, tc.h, tc.w); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want an error containing %q", err, tc.want)

@@ -12,16 +12,15 @@ import (
 	"image/color"
 	"math"
 
-	"gorgonia.org/tensor"
-
 	"github.com/mam-go/mam-go/nn"
 )
 
 // MaxPixels is the largest image (width * height) ToRGB accepts.
 const MaxPixels = 1 << 28
 
-// ErrImageSize is wrapped by errors for images that are empty or too large.
-var ErrImageSize = errors.New("bad image size")
+// ErrBadImage is wrapped by errors for images that are nil, empty or too
+// large.
+var ErrBadImage = errors.New("bad image")
 
 // RGB is an 8-bit RGB image: Pix holds H*W*3 bytes, row-major, R G B per
 // pixel (numpy's HxWx3 uint8 layout).
@@ -47,15 +46,15 @@ func (m *RGB) valid() bool {
 // empty image or one of more than MaxPixels pixels.
 func ToRGB(img image.Image) (*RGB, error) {
 	if img == nil {
-		return nil, fmt.Errorf("sam: to rgb: nil image: %w", ErrImageSize)
+		return nil, fmt.Errorf("sam: to rgb: nil image: %w", ErrBadImage)
 	}
 	b := img.Bounds()
 	w, h := b.Dx(), b.Dy()
 	if w <= 0 || h <= 0 {
-		return nil, fmt.Errorf("sam: to rgb: image is %dx%d: %w", w, h, ErrImageSize)
+		return nil, fmt.Errorf("sam: to rgb: image is %dx%d: %w", w, h, ErrBadImage)
 	}
 	if w > MaxPixels/h {
-		return nil, fmt.Errorf("sam: to rgb: image is %dx%d, more than %d pixels: %w", w, h, MaxPixels, ErrImageSize)
+		return nil, fmt.Errorf("sam: to rgb: image is %dx%d, more than %d pixels: %w", w, h, MaxPixels, ErrBadImage)
 	}
 	out := &RGB{W: w, H: h, Pix: make([]uint8, w*h*3)}
 	switch m := img.(type) {
@@ -289,7 +288,7 @@ func ResizePIL(src *RGB, neww, newh int) *RGB {
 // the bottom and right to a (1, 3, S, S) tensor. It returns the resized
 // size (newh, neww), the valid region of the input. For an invalid image
 // (nil, empty, or Pix of the wrong length) it returns nil and 0, 0.
-func (c Config) Preprocess(img *RGB) (input *tensor.Dense, newh, neww int) {
+func (c Config) Preprocess(img *RGB) (input *nn.Tensor, newh, neww int) {
 	s := c.ImageSize
 	if !img.valid() || s <= 0 {
 		return nil, 0, 0
@@ -315,5 +314,5 @@ func (c Config) Preprocess(img *RGB) (input *tensor.Dense, newh, neww int) {
 			}
 		}
 	}
-	return nn.NewDense(data, 1, 3, s, s), newh, neww
+	return nn.NewTensor(data, 1, 3, s, s), newh, neww
 }

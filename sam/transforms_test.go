@@ -12,7 +12,6 @@ import (
 	"github.com/sbinet/npyio/npy"
 
 	"github.com/mam-go/mam-go/internal/testutil"
-	"github.com/mam-go/mam-go/nn"
 )
 
 // goldenImages are the golden images: dog_240 is downscaled, demo_120 is
@@ -153,7 +152,7 @@ func TestPreprocessGolden(t *testing.T) {
 				t.Errorf("size %d, %d; golden %v", newh, neww, info.Resized)
 			}
 			want := testutil.NPY(t, testutil.Golden("tiny", name, "input.npy"))
-			testutil.Check(t, "input", nn.F32(in), in.Shape(), want, 1e-6, false)
+			testutil.Check(t, "input", in.Data, in.Shape, want, 1e-6, false)
 		})
 	}
 }
@@ -299,8 +298,8 @@ func TestToRGB(t *testing.T) {
 		{"huge", &hugeImage{}},
 	}
 	for _, tc := range bad {
-		if _, err := ToRGB(tc.img); !errors.Is(err, ErrImageSize) {
-			t.Errorf("%s: err = %v, want ErrImageSize", tc.name, err)
+		if _, err := ToRGB(tc.img); !errors.Is(err, ErrBadImage) {
+			t.Errorf("%s: err = %v, want ErrBadImage", tc.name, err)
 		}
 	}
 }

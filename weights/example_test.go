@@ -18,24 +18,24 @@ func Example() {
 		return
 	}
 	enc := s.Sub("image_encoder")
-	w, err := enc.Sub("patch_embed").Sub("proj").Tensor("weight", 32, 3, 16, 16)
+	w, err := enc.Sub("patch_embed").Sub("proj").Floats("weight", 32, 3, 16, 16)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	fmt.Println("patch_embed.proj.weight", w.Shape())
+	fmt.Println("patch_embed.proj.weight:", len(w), "values")
 
 	// Block 1 attends globally over the 16x16 grid: its table has 31 rows.
 	attn := enc.Sub("blocks").Index(1).Sub("attn")
-	_, err = attn.Tensor("rel_pos_h", 11, 16)
+	_, err = attn.Floats("rel_pos_h", 11, 16)
 	fmt.Println("11 rows:", errors.Is(err, weights.ErrShape))
-	h, _ := attn.Tensor("rel_pos_h", 31, 16)
-	fmt.Println("rel_pos_h", h.Shape())
+	shape, _ := attn.Shape("rel_pos_h")
+	fmt.Println("rel_pos_h", shape)
 
 	fmt.Println(len(s.Unused()), "of", s.Len(), "tensors not read yet")
 	// Output:
-	// patch_embed.proj.weight (32, 3, 16, 16)
+	// patch_embed.proj.weight: 24576 values
 	// 11 rows: true
-	// rel_pos_h (31, 16)
+	// rel_pos_h [31 16]
 	// 172 of 174 tensors not read yet
 }

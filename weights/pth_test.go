@@ -261,9 +261,9 @@ func TestStoreShapeAndMissing(t *testing.T) {
 		{"x", []int{2, 3}, ErrMissing},
 	}
 	for _, tc := range cases {
-		_, err := b.Tensor(tc.name, tc.shape...)
+		_, err := b.Floats(tc.name, tc.shape...)
 		if !errors.Is(err, tc.err) || (err != nil && !strings.Contains(err.Error(), "enc.blocks.0."+tc.name)) {
-			t.Errorf("Tensor(%q, %v): error %v, want %v naming the tensor", tc.name, tc.shape, err, tc.err)
+			t.Errorf("Floats(%q, %v): error %v, want %v naming the tensor", tc.name, tc.shape, err, tc.err)
 		}
 	}
 	if u := s.Unused(); !reflect.DeepEqual(u, []string{"enc.blocks.0.v"}) {

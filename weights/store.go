@@ -23,8 +23,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-
-	"gorgonia.org/tensor"
 )
 
 // DType is the element type a tensor was stored with.
@@ -140,11 +138,11 @@ func (s *Store) Raw(name string) (*Tensor, error) {
 	return t, nil
 }
 
-// Tensor returns the float32 tensor under name, checking its shape when
-// shape is given (an empty shape with no arguments is not checked; use
-// Scalar for scalars). It errors naming the tensor when it is missing or
-// its shape differs.
-func (s *Store) Tensor(name string, shape ...int) (*tensor.Dense, error) {
+// Floats returns the float32 values of the tensor under name, checking
+// its shape when shape is given (an empty shape with no arguments is not
+// checked). It errors naming the tensor when it is missing or its shape
+// differs. The values are the store's: do not modify them.
+func (s *Store) Floats(name string, shape ...int) ([]float32, error) {
 	t, err := s.Raw(name)
 	if err != nil {
 		return nil, err
@@ -152,21 +150,7 @@ func (s *Store) Tensor(name string, shape ...int) (*tensor.Dense, error) {
 	if len(shape) > 0 && !sameShape(t.Shape, shape) {
 		return nil, fmt.Errorf("weights: %s: %q has shape %v, want %v: %w", s.d.source, s.prefix+name, t.Shape, shape, ErrShape)
 	}
-	data := t.Float32s()
-	sh := append([]int(nil), t.Shape...)
-	if len(sh) == 0 {
-		sh = []int{1}
-	}
-	return tensor.New(tensor.WithShape(sh...), tensor.WithBacking(data)), nil
-}
-
-// Floats is Tensor returning the flat values.
-func (s *Store) Floats(name string, shape ...int) ([]float32, error) {
-	t, err := s.Tensor(name, shape...)
-	if err != nil {
-		return nil, err
-	}
-	return t.Data().([]float32), nil
+	return t.Float32s(), nil
 }
 
 // Shape returns the stored shape of name without marking it used.

@@ -115,7 +115,7 @@ func TestTinyGolden(t *testing.T) {
 
 	// him2k layout: two instances per image share one encoding; the first
 	// is the golden case, the second must equal a separate Matte call.
-	m, err := mam.Load(samPath, mamPath)
+	m, err := mam.Load(context.Background(), samPath, mamPath)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,9 +29,7 @@ import (
 	"time"
 
 	"github.com/mam-go/mam-go/mam"
-	"github.com/mam-go/mam-go/nn"
 	"github.com/mam-go/mam-go/weights"
-	"gorgonia.org/tensor"
 )
 
 type pointList []mam.Point
@@ -157,7 +155,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if *preset != "" {
 		opts = append(opts, mam.WithPreset(*preset))
 	}
-	model, err := mam.Load(*samPath, *mamPath, opts...)
+	model, err := mam.Load(ctx, *samPath, *mamPath, opts...)
 	if err != nil {
 		return err
 	}
@@ -181,9 +179,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			return err
 		}
 		var derr error
-		mopts = append(mopts, mam.WithDump(func(name string, t *tensor.Dense) {
+		mopts = append(mopts, mam.WithDump(func(name string, shape []int, data []float32) {
 			if derr == nil {
-				derr = writeNPY(filepath.Join(*dumpDir, name+".npy"), t)
+				derr = writeNPY(filepath.Join(*dumpDir, name+".npy"), shape, data)
 			}
 		}))
 		defer func() {
@@ -261,15 +259,12 @@ func readImage(path string) (image.Image, error) {
 	return img, nil
 }
 
-func writeNPY(path string, t *tensor.Dense) error {
-	if t == nil {
-		return nil
-	}
+func writeNPY(path string, shape []int, data []float32) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
-	if err := weights.WriteNPY(f, &weights.Tensor{Shape: t.Shape().Clone(), Stored: weights.Float32, F32: nn.F32(t)}); err != nil {
+	if err := weights.WriteNPY(f, &weights.Tensor{Shape: shape, Stored: weights.Float32, F32: data}); err != nil {
 		f.Close()
 		return err
 	}
