@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mam-go/mam-go/nn"
+	"github.com/mam-go/mam-go/sam"
 	"github.com/mam-go/mam-go/weights"
 )
 
@@ -22,8 +23,8 @@ import (
 // the others a caller may meet.
 var (
 	// ErrBadImage: a nil image, one without pixels, or one larger than the
-	// pixel limit.
-	ErrBadImage = errors.New("bad image")
+	// pixel limit. It is sam.ErrBadImage, so one errors.Is test serves both.
+	ErrBadImage = sam.ErrBadImage
 	// ErrNoDetection: no box scored above the box threshold.
 	ErrNoDetection = errors.New("no box above the threshold")
 )

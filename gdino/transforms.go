@@ -79,7 +79,7 @@ func resizeImage(rgb *sam.RGB, cfg Config) (*sam.RGB, error) {
 	oh, ow := resizeShape(rgb.W, rgb.H, cfg.ResizeShort, cfg.ResizeMax)
 	r := sam.ResizePIL(rgb, ow, oh)
 	if r == nil {
-		return nil, fmt.Errorf("gdino: preprocess: cannot resize a %dx%d image to %dx%d: %w", rgb.W, rgb.H, ow, oh, sam.ErrImageSize)
+		return nil, fmt.Errorf("gdino: preprocess: cannot resize a %dx%d image to %dx%d: %w", rgb.W, rgb.H, ow, oh, sam.ErrBadImage)
 	}
 	return r, nil
 }

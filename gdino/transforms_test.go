@@ -127,7 +127,7 @@ func TestPreprocessErrors(t *testing.T) {
 		"negative": &image.RGBA{Rect: image.Rectangle{Min: image.Pt(5, 5), Max: image.Pt(2, 9)}},
 	} {
 		in, h, w, err := Preprocess(img, Tiny())
-		if err == nil || !errors.Is(err, sam.ErrImageSize) || in != nil || h != 0 || w != 0 {
+		if err == nil || !errors.Is(err, sam.ErrBadImage) || in != nil || h != 0 || w != 0 {
 			t.Errorf("%s: got %d values %dx%d, error %v", name, len(in), w, h, err)
 		}
 	}

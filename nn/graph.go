@@ -222,6 +222,15 @@ func (g *Graph) Errorf(format string, args ...any) *Node {
 	return nil
 }
 
+// Fail records err as the graph's building error (the first one wins) and
+// returns nil, for model code that finds a problem while building.
+func (g *Graph) Fail(err error) *Node {
+	if g.err == nil && err != nil {
+		g.err = err
+	}
+	return nil
+}
+
 // fail records an error of an nn op and returns nil.
 func (g *Graph) fail(format string, args ...any) *Node {
 	return g.Errorf("nn: "+format, args...)
