@@ -34,6 +34,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/mam-go/mam-go/gdino"
 	"github.com/mam-go/mam-go/m2m"
 	"github.com/mam-go/mam-go/nn"
 	"github.com/mam-go/mam-go/sam"
@@ -45,13 +46,18 @@ import (
 type Model struct {
 	SAM *sam.Model
 	M2M *m2m.Decoder
+	// Detector turns text prompts into boxes (GroundingDINO); nil when the
+	// model was loaded without one.
+	Detector *gdino.Detector
 }
 
 // Option configures Load and New.
 type Option func(*loadConfig)
 
 type loadConfig struct {
-	preset string
+	preset              string
+	detector            *gdino.Detector
+	gdinoPath, vocabTxt string
 }
 
 // WithPreset forces the SAM configuration (vit_b, vit_l, vit_h or tiny)
@@ -73,6 +79,17 @@ func Load(ctx context.Context, samPath, mamPath string, opts ...Option) (*Model,
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	var lc loadConfig
+	for _, o := range opts {
+		o(&lc)
+	}
+	if lc.gdinoPath != "" && lc.detector == nil {
+		d, err := gdino.Load(ctx, lc.gdinoPath, lc.vocabTxt)
+		if err != nil {
+			return nil, fmt.Errorf("mam: GroundingDINO: %w", err)
+		}
+		opts = append(opts, WithGroundingDINO(d))
 	}
 	return New(ss, ms, opts...)
 }
@@ -111,15 +128,19 @@ func New(samStore, mamStore *weights.Store, opts ...Option) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mam: %w", err)
 	}
-	return &Model{SAM: sm, M2M: dec}, nil
+	if lc.gdinoPath != "" && lc.detector == nil {
+		return nil, fmt.Errorf("mam: WithDetector is for Load; give New a loaded detector (WithGroundingDINO)")
+	}
+	return &Model{SAM: sm, M2M: dec, Detector: lc.detector}, nil
 }
 
 // MatteOption configures one Matte call.
 type MatteOption func(*matteConfig)
 
 type matteConfig struct {
-	mode Mode
-	dump func(name string, shape []int, data []float32)
+	mode   Mode
+	dump   func(name string, shape []int, data []float32)
+	detect gdino.PostprocessOptions
 }
 
 // WithMode selects the refinement (PostProcess by default).
@@ -141,6 +162,9 @@ type Session struct {
 	m    *Model
 	mu   sync.Mutex
 	pred *sam.Predictor
+
+	img    image.Image  // kept for the detector's image side, when there is a detector
+	detImg *gdino.Image // the detector's image side, computed at the first text prompt
 }
 
 // NewSession runs the image encoder on img.
@@ -149,7 +173,11 @@ func (m *Model) NewSession(ctx context.Context, img image.Image) (*Session, erro
 	if err := p.SetImage(ctx, img); err != nil {
 		return nil, fmt.Errorf("mam: %w", err)
 	}
-	return &Session{m: m, pred: p}, nil
+	s := &Session{m: m, pred: p}
+	if m.Detector != nil {
+		s.img = img
+	}
+	return s, nil
 }
 
 // Predictor exposes the session's SAM predictor (for mask-only use). It is
@@ -192,7 +220,7 @@ func (m *Model) MatteAll(ctx context.Context, img image.Image, ps []Prompt, opts
 
 // options applies opts over the defaults and checks the mode.
 func options(opts []MatteOption) (matteConfig, error) {
-	mc := matteConfig{mode: PostProcess}
+	mc := matteConfig{mode: PostProcess, detect: gdino.DefaultPostprocessOptions()}
 	for _, o := range opts {
 		o(&mc)
 	}
@@ -215,9 +243,26 @@ func (s *Session) Matte(ctx context.Context, p Prompt, opts ...MatteOption) (*Re
 	if err != nil {
 		return nil, err
 	}
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	pr, err := s.pred.Predict(ctx, p)
+	sp := p.SAM()
+	var det *gdino.Detection
+	if p.Text != "" {
+		r, err := s.detect(ctx, p.Text, &mc)
+		if err != nil {
+			return nil, err
+		}
+		best, err := r.Best()
+		if err != nil {
+			return nil, fmt.Errorf("mam: text %q: %w", p.Text, err)
+		}
+		det = &best
+		sp.Box = detectionBox(best)
+	}
+	pr, err := s.pred.Predict(ctx, sp)
 	if err != nil {
 		return nil, fmt.Errorf("mam: %w", err)
 	}
@@ -245,7 +290,7 @@ func (s *Session) Matte(ctx context.Context, p Prompt, opts ...MatteOption) (*Re
 		}
 	}
 	res := &Result{Width: w, Height: h, Mask: post, Mode: mc.mode,
-		IoU: pr.IoU[best], Scores: slices.Clone(pr.IoU), Index: best, LowRes: pr.LowRes}
+		IoU: pr.IoU[best], Scores: slices.Clone(pr.IoU), Index: best, LowRes: pr.LowRes, Detection: det}
 	return res, s.matte(ctx, &mc, guide, res)
 }
 

@@ -2,15 +2,59 @@ package mam
 
 import (
 	"fmt"
+	"strings"
 
+	"github.com/mam-go/mam-go/nn"
 	"github.com/mam-go/mam-go/sam"
 )
 
 // Prompt says which object to matte: points, a box, a low-res mask from an
-// earlier Result (Result.MaskPrompt, for iterative refinement), or any mix,
-// in original-image pixels. It is sam.Prompt: the matting pipeline takes
-// the best-IoU mask of SAM's three unless SingleMask is set.
-type Prompt = sam.Prompt
+// earlier Result (Result.MaskPrompt, for iterative refinement), a text, or
+// a mix, in original-image pixels. Its SAM part is sam.Prompt's, checked by
+// sam's one validation; the matting pipeline takes the best-IoU mask of
+// SAM's three unless SingleMask is set.
+type Prompt struct {
+	// Points are clicks; Label 1 marks foreground, 0 background.
+	Points []Point
+	// Box is an optional box; boxes partly outside the image are allowed.
+	Box *Box
+	// Mask is an optional low-res mask prompt (Result.MaskPrompt).
+	Mask *nn.Tensor
+	// SingleMask asks SAM for one mask instead of the best of three.
+	SingleMask bool
+	// Text is a caption ("the dog on the left", "cat . dog ."):
+	// GroundingDINO finds the boxes it describes and the best one becomes
+	// the box prompt, as Matting Anything's demo does; Points and Mask may
+	// be added to correct the result, a Box may not. It needs a model
+	// loaded with a detector (WithDetector, WithGroundingDINO).
+	Text string
+}
+
+// SAM returns the prompt's SAM part (without Text).
+func (p Prompt) SAM() sam.Prompt {
+	return sam.Prompt{Points: p.Points, Box: p.Box, Mask: p.Mask, SingleMask: p.SingleMask}
+}
+
+// Validate checks what can be checked without an image (sam.Prompt's
+// validation, and that a Text comes without a Box). Its errors wrap
+// ErrNoPrompt or ErrBadPrompt.
+func (p Prompt) Validate() error {
+	if p.Text == "" {
+		return p.SAM().Validate()
+	}
+	if p.Box != nil {
+		return fmt.Errorf("mam: a prompt with a text cannot have a box too (the text gives the box): %w", ErrBadPrompt)
+	}
+	if strings.TrimSpace(p.Text) == "" {
+		return fmt.Errorf("mam: blank text prompt: %w", ErrNoPrompt)
+	}
+	if len(p.Points) > 0 || p.Mask != nil {
+		q := p.SAM()
+		q.Box = nil
+		return q.Validate()
+	}
+	return nil
+}
 
 // Point is a click prompt in original-image pixels. Label 1 marks
 // foreground, 0 background.

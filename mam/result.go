@@ -3,6 +3,7 @@ package mam
 import (
 	"slices"
 
+	"github.com/mam-go/mam-go/gdino"
 	"github.com/mam-go/mam-go/nn"
 )
 
@@ -24,6 +25,10 @@ type Result struct {
 	Scores []float32
 	Index  int
 	LowRes *nn.Tensor
+
+	// Detection is the GroundingDINO detection whose box was SAM's prompt,
+	// for a text prompt; nil otherwise.
+	Detection *gdino.Detection
 }
 
 // MaskPrompt returns the low-res logits of the mask taken (1, 1, 4E, 4E),
