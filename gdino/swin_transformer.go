@@ -95,27 +95,30 @@ func patchify(g *nn.Graph, x *nn.Node, ps int) (*nn.Node, int, int) {
 	hp, wp := (h+ps-1)/ps, (w+ps-1)/ps
 	k := cin * ps * ps
 	return g.OpFull("Patchify", []int{1, hp * wp, k}, func(out []float32, in [][]float32) error {
-		img := in[0]
-		nn.ParallelFor(hp, func(lo, hi int) {
-			for py := lo; py < hi; py++ {
-				for px := 0; px < wp; px++ {
-					row := out[(py*wp+px)*k : (py*wp+px+1)*k]
-					for ch := 0; ch < cin; ch++ {
-						for ky := 0; ky < ps; ky++ {
-							d := row[(ch*ps+ky)*ps : (ch*ps+ky+1)*ps]
-							y, x0 := py*ps+ky, px*ps
-							n := 0
-							if y < h {
-								n = copy(d, img[(ch*h+y)*w+x0:(ch*h+y)*w+min(x0+ps, w)])
-							}
-							clear(d[n:])
-						}
-					}
-				}
-			}
-		})
+		nn.ParallelFor(hp, func(lo, hi int) { patchifyRows(out, in[0], cin, h, w, ps, lo, hi) })
 		return nil
 	}, x), hp, wp
+}
+
+// patchifyRows writes the patches of patch rows [lo, hi) (see patchify).
+func patchifyRows(out, img []float32, cin, h, w, ps, lo, hi int) {
+	wp, k := (w+ps-1)/ps, cin*ps*ps
+	for py := lo; py < hi; py++ {
+		for px := 0; px < wp; px++ {
+			row := out[(py*wp+px)*k : (py*wp+px+1)*k]
+			for ch := 0; ch < cin; ch++ {
+				for ky := 0; ky < ps; ky++ {
+					d := row[(ch*ps+ky)*ps : (ch*ps+ky+1)*ps]
+					y, x0 := py*ps+ky, px*ps
+					n := 0
+					if y < h {
+						n = copy(d, img[(ch*h+y)*w+x0:(ch*h+y)*w+min(x0+ps, w)])
+					}
+					clear(d[n:]) // F.pad's zeros
+				}
+			}
+		}
+	}
 }
 
 // swinBlock is SwinTransformerBlock: window attention (shifted by shift
@@ -185,27 +188,33 @@ func (m *patchMerging) forward(g *nn.Graph, x *nn.Node, h, w int) (*nn.Node, int
 	// (1, h*w, C) -> (1, h2*w2, 4C): x[0::2, 0::2], x[1::2, 0::2],
 	// x[0::2, 1::2], x[1::2, 1::2], zero past the bottom and right edges.
 	cat := g.OpFull("PatchMerge", []int{1, h2 * w2, 4 * c}, func(out []float32, in [][]float32) error {
-		src := in[0]
-		nn.ParallelFor(h2, func(lo, hi int) {
-			for y := lo; y < hi; y++ {
-				for xx := 0; xx < w2; xx++ {
-					row := out[(y*w2+xx)*4*c : (y*w2+xx+1)*4*c]
-					for q, d := range [4][2]int{{0, 0}, {1, 0}, {0, 1}, {1, 1}} {
-						sy, sx := 2*y+d[0], 2*xx+d[1]
-						part := row[q*c : (q+1)*c]
-						if sy >= h || sx >= w {
-							clear(part)
-							continue
-						}
-						copy(part, src[(sy*w+sx)*c:(sy*w+sx+1)*c])
-					}
-				}
-			}
-		})
+		nn.ParallelFor(h2, func(lo, hi int) { patchMergeRows(out, in[0], h, w, c, lo, hi) })
 		return nil
 	}, x)
 	// LayerNorm(4C), then the reduction: (1, h2*w2, 2C)
 	return g.Linear(m.norm.forward(g, cat), m.reduction.node(g), nil), h2, w2
+}
+
+// patchMergeRows writes rows [lo, hi) of the merged map (see
+// patchMerging.forward): each token the concatenation of its 2x2
+// neighbourhood in the order (even, even), (odd row), (odd column), (odd,
+// odd), zeros past the edges.
+func patchMergeRows(out, src []float32, h, w, c, lo, hi int) {
+	w2 := (w + 1) / 2
+	for y := lo; y < hi; y++ {
+		for x := 0; x < w2; x++ {
+			row := out[(y*w2+x)*4*c : (y*w2+x+1)*4*c]
+			for q, d := range [4][2]int{{0, 0}, {1, 0}, {0, 1}, {1, 1}} {
+				sy, sx := 2*y+d[0], 2*x+d[1]
+				part := row[q*c : (q+1)*c]
+				if sy >= h || sx >= w {
+					clear(part)
+					continue
+				}
+				copy(part, src[(sy*w+sx)*c:(sy*w+sx+1)*c])
+			}
+		}
+	}
 }
 
 // basicLayer is BasicLayer: the stage's blocks (shift 0, window/2, 0, ...)
