@@ -156,3 +156,26 @@ func TestMSDeformAttnGolden(t *testing.T) {
 		}
 	})
 }
+
+// TestMSDeformAttnErrors checks that mismatched inputs are graph errors.
+func TestMSDeformAttnErrors(t *testing.T) {
+	m := newMSDeformAttn(nn.RandomParams(1, nil), 16, 2, 2, 1)
+	shapes, starts := [][2]int{{2, 2}, {1, 1}}, []int{0, 4}
+	for _, c := range []struct {
+		name          string
+		nq, s, refDim int
+		shapes        [][2]int
+		starts        []int
+	}{
+		{"3-d reference", 3, 5, 3, shapes, starts},
+		{"one level", 3, 5, 2, shapes[:1], starts[:1]},
+		{"value rows", 3, 6, 2, shapes, starts},
+		{"level start", 3, 5, 4, shapes, []int{0, 3}},
+	} {
+		g := nn.NewGraph()
+		out := m.forward(g, g.Input("q", c.nq, 16), g.Input("v", c.s, 16), g.Input("ref", c.nq, 2, c.refDim), c.shapes, c.starts)
+		if g.Err() == nil || out != nil {
+			t.Errorf("%s: no error", c.name)
+		}
+	}
+}

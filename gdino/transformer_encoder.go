@@ -46,9 +46,56 @@ func newDeformableTransformerEncoderLayer(p *nn.Params, cfg Config) *deformableT
 func (l *deformableTransformerEncoderLayer) forward(g *nn.Graph, src, pos, ref *nn.Node, shapes [][2]int, starts []int, dump map[string]*nn.Node, prefix string) (sa, out *nn.Node) {
 	attn := l.selfAttn.forwardDump(g, g.Add(src, pos), src, ref, shapes, starts, dump, prefix) // (S, d)
 	sa = l.norm1.forward(g, g.Add(src, attn))                                                  // (S, d)
-	y := l.linear1.forwardReLU(g, sa)                                                          // (S, ffn)
-	out = l.norm2.forward(g, l.linear2.residual(g, y, sa))                                     // (S, d)
+	out = l.norm2.forward(g, ffnResidual(g, sa, l.linear1, l.linear2))                         // (S, d)
 	return sa, out
+}
+
+// ffnBlockRows is how many rows one task of ffnResidual handles: their
+// hidden values (ffnBlockRows x 2048 at full size, 2 MiB) stay in the
+// core's cache between the two products.
+const ffnBlockRows = 256
+
+// ffnResidual is forward_ffn before its norm, x + linear2(relu(linear1(x)))
+// for x (rows, d), as one op over blocks of rows, so that the (rows, ffn)
+// hidden values are never formed whole: (rows, d).
+func ffnResidual(g *nn.Graph, x *nn.Node, linear1, linear2 encLinear) *nn.Node {
+	if x == nil {
+		return nil
+	}
+	xs := nn.Shape(x)
+	if len(xs) != 2 || xs[1] != linear1.in || linear2.in != linear1.out || linear2.out != linear1.in {
+		return g.Errorf("gdino: ffn: input %v for linears %d -> %d -> %d", xs, linear1.in, linear1.out, linear2.out)
+	}
+	rows, d, ffn := xs[0], xs[1], linear1.out
+	pc1, pc2 := new(nn.PackCache), new(nn.PackCache) // the weights' packing, kept between runs
+	return g.OpFull("FFN", xs, func(out []float32, in [][]float32) error {
+		x, w1, b1, w2, b2 := in[0], in[1], in[2], in[3], in[4]
+		p1 := pc1.B(true, d, ffn, w1, d)   // W1^T (d, ffn)
+		p2 := pc2.B(true, ffn, d, w2, ffn) // W2^T (ffn, d)
+		nn.ParallelFor((rows+ffnBlockRows-1)/ffnBlockRows, func(lo, hi int) {
+			hid := nn.Buffer(ffnBlockRows * ffn)
+			defer nn.Recycle(hid)
+			for b := lo; b < hi; b++ {
+				r0, r := b*ffnBlockRows, min(ffnBlockRows, rows-b*ffnBlockRows)
+				h, xb, ob := hid[:r*ffn], x[r0*d:(r0+r)*d], out[r0*d:(r0+r)*d]
+				// h (r, ffn) = relu(x W1^T + b1)
+				for i := 0; i < r; i++ {
+					copy(h[i*ffn:(i+1)*ffn], b1)
+				}
+				nn.GemmPacked(false, r, 1, xb, d, p1, 1, h, ffn)
+				nn.ReLUSlice(h, h)
+				// out (r, d) = x + b2 + h W2^T
+				for i := 0; i < r; i++ {
+					o, xr := ob[i*d:(i+1)*d], xb[i*d:(i+1)*d]
+					for c := range o {
+						o[c] = xr[c] + b2[c]
+					}
+				}
+				nn.GemmPacked(false, r, 1, h, ffn, p2, 1, ob, d)
+			}
+		})
+		return nil
+	}, x, linear1.w.node(g), linear1.b.node(g), linear2.w.node(g), linear2.b.node(g))
 }
 
 // encoder is TransformerEncoder with its text enhancer and fusion layers.
@@ -91,12 +138,12 @@ func (e *encoder) forward(g *nn.Graph, src, pos, text *nn.Node, textMask []bool,
 	if g.Err() != nil {
 		return nil, nil
 	}
-	starts, err := e.check(src, pos, text, textMask, positionIDs, shapes)
+	starts, s, err := e.check(src, pos, text, textMask, positionIDs, shapes)
 	if err != nil {
 		g.Fail(fmt.Errorf("gdino: encoder: %w", err))
 		return nil, nil
 	}
-	s, n := starts[len(starts)-1]+shapes[len(shapes)-1][0]*shapes[len(shapes)-1][1], len(positionIDs)
+	n := len(positionIDs)
 	// The mask is read when the graph runs: a copy the caller cannot change.
 	textMask = append([]bool(nil), textMask...)
 	ref := g.Param("transformer.encoder.reference_points", referencePoints(shapes, e.levels), s, e.levels, 2) // (S, levels, 2)
@@ -120,16 +167,17 @@ func (e *encoder) forward(g *nn.Graph, src, pos, text *nn.Node, textMask []bool,
 	return img, text
 }
 
-// check validates the encoder's inputs and returns the levels' start rows.
-func (e *encoder) check(src, pos, text *nn.Node, textMask []bool, positionIDs []int, shapes [][2]int) ([]int, error) {
-	if len(shapes) != e.levels {
-		return nil, fmt.Errorf("%d level shapes for %d levels", len(shapes), e.levels)
+// check validates the encoder's inputs and returns the levels' start rows
+// and the number of image tokens.
+func (e *encoder) check(src, pos, text *nn.Node, textMask []bool, positionIDs []int, shapes [][2]int) ([]int, int, error) {
+	if len(shapes) != e.levels || len(shapes) == 0 {
+		return nil, 0, fmt.Errorf("%d level shapes for %d levels", len(shapes), e.levels)
 	}
 	starts := make([]int, len(shapes))
 	s := 0
 	for l, sh := range shapes {
 		if sh[0] <= 0 || sh[1] <= 0 {
-			return nil, fmt.Errorf("level %d has shape %v", l, sh)
+			return nil, 0, fmt.Errorf("level %d has shape %v", l, sh)
 		}
 		starts[l] = s
 		s += sh[0] * sh[1]
@@ -137,21 +185,21 @@ func (e *encoder) check(src, pos, text *nn.Node, textMask []bool, positionIDs []
 	n := len(positionIDs)
 	switch {
 	case n == 0:
-		return nil, fmt.Errorf("no text token")
+		return nil, 0, fmt.Errorf("no text token")
 	case len(textMask) != n*n:
-		return nil, fmt.Errorf("text mask of %d values for %d tokens", len(textMask), n)
+		return nil, 0, fmt.Errorf("text mask of %d values for %d tokens", len(textMask), n)
 	case e.dim != textPosFeats:
-		return nil, fmt.Errorf("width %d (the text position embedding has %d features)", e.dim, textPosFeats)
+		return nil, 0, fmt.Errorf("width %d (the text position embedding has %d features)", e.dim, textPosFeats)
 	}
 	for name, x := range map[string]struct {
 		n    *nn.Node
 		rows int
 	}{"image tokens": {src, s}, "position embedding": {pos, s}, "text tokens": {text, n}} {
 		if xs := nn.Shape(x.n); len(xs) != 2 || xs[0] != x.rows || xs[1] != e.dim {
-			return nil, fmt.Errorf("%s of shape %v, want (%d, %d)", name, xs, x.rows, e.dim)
+			return nil, 0, fmt.Errorf("%s of shape %v, want (%d, %d)", name, xs, x.rows, e.dim)
 		}
 	}
-	return starts, nil
+	return starts, s, nil
 }
 
 // encDump keeps x under name in dump, when dump is not nil.

@@ -6,7 +6,7 @@ import (
 )
 
 // msDeformBlock is how many queries one task of MSDeformAttnInto handles.
-const msDeformBlock = 64
+const msDeformBlock = 16
 
 // MSDeformAttnInto computes the sampling core of multi-scale deformable
 // attention (Deformable DETR's multi_scale_deformable_attn_pytorch, or its
@@ -24,9 +24,9 @@ const msDeformBlock = 64
 // starts[l] .. starts[l]+H_l*W_l, shapes[l] = (H_l, W_l), and head h is the
 // column block [h*hd, (h+1)*hd). loc is (nq, heads, levels, points, 2) in
 // (x, y) order, attn (nq, heads, levels, points), dst (nq, heads*hd). Work
-// is spread over heads and blocks of queries, with the value copied into a
-// per-head layout (heads, S, hd) so that the four taps of a sample read
-// contiguous rows of one head. Non-finite locations sample nothing.
+// is spread over blocks of queries; each query's heads are done together,
+// so that their taps read neighbouring parts of the same value rows (a tap
+// reads hd contiguous values). Non-finite locations sample nothing.
 func MSDeformAttnInto(dst, value []float32, shapes [][2]int, starts []int, heads, hd int, loc, attn []float32, nq, points int) error {
 	levels := len(shapes)
 	s, err := msDeformCheck(shapes, starts, heads, hd, points)
@@ -45,36 +45,24 @@ func MSDeformAttnInto(dst, value []float32, shapes [][2]int, starts []int, heads
 	if nq == 0 || dim == 0 {
 		return nil
 	}
-	// (S, heads, hd) -> (heads, S, hd)
-	vh := pool.take(s * dim)
-	if vh == nil {
-		vh = make([]float32, s*dim)
-	}
-	defer pool.put(vh)
-	if s > 0 {
-		PermuteInto(vh[:s*dim], value[:s*dim], []int{s, heads, hd}, []int{1, 0, 2})
-	}
-	blocks := (nq + msDeformBlock - 1) / msDeformBlock
 	lp := levels * points
-	ParallelFor(heads*blocks, func(lo, hi int) {
+	ParallelFor((nq+msDeformBlock-1)/msDeformBlock, func(lo, hi int) {
 		// The taps of one query and head: value offsets and weights.
 		off := make([]int, 0, 4*lp)
 		wt := make([]float32, 0, 4*lp)
-		for task := lo; task < hi; task++ {
-			h, b := task/blocks, task%blocks
-			v := vh[h*s*hd : (h+1)*s*hd]
-			for q := b * msDeformBlock; q < min((b+1)*msDeformBlock, nq); q++ {
+		for q := lo * msDeformBlock; q < min(hi*msDeformBlock, nq); q++ {
+			for h := 0; h < heads; h++ {
 				off, wt = off[:0], wt[:0]
 				i := (q*heads + h) * lp
 				for l, sh := range shapes {
 					for p := 0; p < points; p++ {
-						off, wt = bilinearTaps(off, wt, starts[l], sh[0], sh[1], hd, loc[2*i], loc[2*i+1], attn[i])
+						off, wt = bilinearTaps(off, wt, starts[l]*dim+h*hd, sh[0], sh[1], dim, loc[2*i], loc[2*i+1], attn[i])
 						i++
 					}
 				}
 				acc := dst[q*dim+h*hd : q*dim+(h+1)*hd]
 				clear(acc)
-				deformTaps(acc, v, off, wt)
+				deformTaps(acc, value, off, wt)
 			}
 		}
 	})
@@ -101,12 +89,12 @@ func msDeformCheck(shapes [][2]int, starts []int, heads, hd, points int) (int, e
 }
 
 // bilinearTaps appends the taps of the bilinear sample at (x, y) (in [0,
-// 1] units, grid_sample's align_corners=False convention) of the h x w map
-// whose rows start at row start of a (S, hd) value, weighted by a: for each
-// of the four neighbours inside the map, its element offset in the value
-// and its weight. The coordinates are formed as grid_sample forms them from
+// 1] units, grid_sample's align_corners=False convention) of an h x w map
+// whose position (i, j) is at element base+(i*w+j)*stride of the value,
+// weighted by a: for each of the four neighbours inside the map, its
+// element offset and its weight. The coordinates are formed as grid_sample forms them from
 // the grid 2*loc-1.
-func bilinearTaps(off []int, wt []float32, start, h, w, hd int, x, y, a float32) ([]int, []float32) {
+func bilinearTaps(off []int, wt []float32, base, h, w, stride int, x, y, a float32) ([]int, []float32) {
 	gx, gy := 2*x-1, 2*y-1
 	ix := (gx+1)*(float32(w)/2) - 0.5 // pixel coordinates
 	iy := (gy+1)*(float32(h)/2) - 0.5
@@ -121,18 +109,18 @@ func bilinearTaps(off []int, wt []float32, start, h, w, hd int, x, y, a float32)
 	// nw = (x0, y0), ne = (x0+1, y0), sw = (x0, y0+1), se = (x0+1, y0+1)
 	if y0 >= 0 {
 		if x0 >= 0 {
-			off, wt = append(off, (start+y0*w+x0)*hd), append(wt, a*((fx1-ix)*(fy1-iy)))
+			off, wt = append(off, base+(y0*w+x0)*stride), append(wt, a*((fx1-ix)*(fy1-iy)))
 		}
 		if x0+1 < w {
-			off, wt = append(off, (start+y0*w+x0+1)*hd), append(wt, a*((ix-fx0)*(fy1-iy)))
+			off, wt = append(off, base+(y0*w+x0+1)*stride), append(wt, a*((ix-fx0)*(fy1-iy)))
 		}
 	}
 	if y0+1 < h {
 		if x0 >= 0 {
-			off, wt = append(off, (start+(y0+1)*w+x0)*hd), append(wt, a*((fx1-ix)*(iy-fy0)))
+			off, wt = append(off, base+((y0+1)*w+x0)*stride), append(wt, a*((fx1-ix)*(iy-fy0)))
 		}
 		if x0+1 < w {
-			off, wt = append(off, (start+(y0+1)*w+x0+1)*hd), append(wt, a*((ix-fx0)*(iy-fy0)))
+			off, wt = append(off, base+((y0+1)*w+x0+1)*stride), append(wt, a*((ix-fx0)*(iy-fy0)))
 		}
 	}
 	return off, wt
