@@ -10,7 +10,7 @@
 // This is the first step of the issue "CUDA", which asks for the whole
 // pipeline on the GPU; it is not there yet. Today a Device computes the
 // large GEMMs of the CPU graphs: installed as nn's GEMM backend
-// (nn.SetGemmBackend, or mam.WithDevice), every nn.Gemm product above a
+// (nn.SetGemmBackend, or mam.SetDevice), every nn.Gemm product above a
 // size threshold (the Linear layers of the image encoder: qkv, proj and the
 // MLP, and the other large Linear products) is copied to the device, run by
 // cublasSgemm (float32, or TF32 tensor cores with WithTF32) and copied back,
@@ -39,7 +39,7 @@
 //
 // Only this package may be built with -tags cuda: gorgonia.org/gorgonia
 // uses the same tag for its own CUDA engine, which needs cuDNN, so the
-// packages that import gorgonia (nn, sam, m2m, mam) do not compile with it.
+// packages that import it (nn, and so sam, m2m and mam) do not compile with it.
 // That is why this package imports neither gorgonia nor nn, and why its
 // Device plugs into nn through plain Go functions.
 package cuda

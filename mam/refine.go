@@ -36,8 +36,9 @@ func CropResize(os []float32, s, newh, neww, h, w int) []float32 {
 	return out
 }
 
-// Refine is the one-sided iterative refinement of single_ms_inference
-// (MODEL.md section 6). os1, os4 and os8 are the M2M mattes already cropped
+// Refine is the one-sided iterative refinement of the reference's
+// single_ms_inference (Matting-Anything's inference_benchmark.py, with
+// utils.get_unknown_tensor_from_pred_oneside). os1, os4 and os8 are the M2M mattes already cropped
 // and resized to h x w (CropResize); post is SAM's binarised full-size mask
 // (h x w, 0 or 1; any non-zero value counts as 1). The result is the alpha
 // matte, h x w values in [0, 1].

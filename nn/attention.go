@@ -1,11 +1,19 @@
 package nn
 
+// SAM's image encoder attention: multi-head attention with decomposed
+// relative positions, global or within windows (image_encoder.py's
+// Attention, with window_partition folded in).
+
 import (
 	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
 )
+
+// WindowPad returns n rounded up to a multiple of the window size ws: the
+// padded side window_partition works on.
+func WindowPad(n, ws int) int { return (n + ws - 1) / ws * ws }
 
 // relPosTableRows resizes a position table (l, dim) to 2*size-1 rows, as
 // the reference's get_rel_pos does with F.interpolate(mode="linear",
@@ -26,21 +34,6 @@ func relPosTableRows(table []float32, l, dim, size int) []float32 {
 		}
 	}
 	return t
-}
-
-// RelPosTable is the reference's get_rel_pos for equal query and key
-// sizes: it returns R (size, size, dim) with R[i, k] = T[i - k + size - 1],
-// where T is table (l, dim) linearly resized to 2*size-1 rows, as
-// F.interpolate(mode="linear", align_corners=False) does, when l differs.
-func RelPosTable(table []float32, l, dim, size int) []float32 {
-	t := relPosTableRows(table, l, dim, size)
-	out := make([]float32, size*size*dim)
-	for i := 0; i < size; i++ {
-		for k := 0; k < size; k++ {
-			copy(out[(i*size+k)*dim:(i*size+k+1)*dim], t[(i-k+size-1)*dim:])
-		}
-	}
-	return out
 }
 
 // relPosAttn is attention over an h x w grid of tokens (n = h*w keys,
@@ -353,88 +346,6 @@ func RelPosSDPAInto(dst, qkv []float32, b, h, w, c, heads, window int, qkvB, rel
 		return
 	}
 	relPosGlobal(dst, qkv, b, c, heads, newRelPosAttn(h, w, hd, relH, lh, relW, lw))
-}
-
-// RelPosAttentionInto is SAM's encoder Attention with decomposed relative
-// positions on NHWC x (b, h, w, c), written to dst (b, h, w, c):
-//
-//	q, k, v = split(x @ qkvW^T + qkvB)         per head, hd = c / heads
-//	attn = (q * hd^-0.5) @ k^T + rel_h + rel_w  rel_* from the unscaled q
-//	dst = merge(softmax(attn) @ v) @ projW^T + projB
-//
-// relH (lh, hd) and relW (lw, hd) are the position tables (resized when lh
-// != 2h-1 or lw != 2w-1). qkvB and projB may be nil. Attention is computed
-// per head and per block of query rows, so at most a block of one head's
-// score matrix exists per worker.
-func RelPosAttentionInto(dst, x []float32, b, h, w, c, heads int, qkvW, qkvB, projW, projB, relH []float32, lh int, relW []float32, lw int) {
-	rows := b * h * w
-	qkv := pool.get(rows * 3 * c)
-	merged := pool.get(rows * c)
-	defer pool.put(qkv)
-	defer pool.put(merged)
-	// (rows, c) -> (rows, 3c)
-	LinearRows(qkv, x, rows, c, qkvW, 3*c, qkvB)
-	// (rows, 3c) -> (rows, c)
-	RelPosSDPAInto(merged, qkv, b, h, w, c, heads, 0, nil, relH, lh, relW, lw)
-	// proj: (rows, c) -> (rows, c)
-	LinearRows(dst, merged, rows, c, projW, c, projB)
-}
-
-// RelPosAttention adds SAM's encoder attention block (RelPosAttentionInto)
-// as one op: x is NHWC (B, H, W, C); qkvW (3C, C), qkvB (3C) or nil, projW
-// (C, C), projB (C) or nil; relPosH (Lh, C/heads), relPosW (Lw, C/heads).
-// The result has x's shape.
-func (g *Graph) RelPosAttention(x, qkvW, qkvB, projW, projB, relPosH, relPosW *Node, heads int) *Node {
-	if !g.ok(x, qkvW, projW, relPosH, relPosW) {
-		return nil
-	}
-	xs := shapeOf(x)
-	if len(xs) != 4 {
-		return g.fail("relpos attention: input %v: want NHWC", xs)
-	}
-	b, h, w, c := xs[0], xs[1], xs[2], xs[3]
-	if heads <= 0 || c%heads != 0 {
-		return g.fail("relpos attention: %d heads do not divide width %d", heads, c)
-	}
-	hd := c / heads
-	qs, ps, rhs, rws := shapeOf(qkvW), shapeOf(projW), shapeOf(relPosH), shapeOf(relPosW)
-	if len(qs) != 2 || qs[0] != 3*c || qs[1] != c {
-		return g.fail("relpos attention: qkv weight %v, want [%d %d]", qs, 3*c, c)
-	}
-	if len(ps) != 2 || ps[0] != c || ps[1] != c {
-		return g.fail("relpos attention: proj weight %v, want [%d %d]", ps, c, c)
-	}
-	if len(rhs) != 2 || rhs[1] != hd || rhs[0] < 1 || len(rws) != 2 || rws[1] != hd || rws[0] < 1 {
-		return g.fail("relpos attention: position tables %v, %v, want (L, %d)", rhs, rws, hd)
-	}
-	ins := []*Node{x, qkvW, projW, relPosH, relPosW}
-	qb, pb := -1, -1
-	if qkvB != nil {
-		if prod(shapeOf(qkvB)) != 3*c {
-			return g.fail("relpos attention: qkv bias %v for %d outputs", shapeOf(qkvB), 3*c)
-		}
-		qb = len(ins)
-		ins = append(ins, qkvB)
-	}
-	if projB != nil {
-		if prod(shapeOf(projB)) != c {
-			return g.fail("relpos attention: proj bias %v for %d outputs", shapeOf(projB), c)
-		}
-		pb = len(ins)
-		ins = append(ins, projB)
-	}
-	lh, lw := rhs[0], rws[0]
-	return g.OpFull("RelPosAttention", xs, func(o []float32, v [][]float32) error {
-		var qbias, pbias []float32
-		if qb >= 0 {
-			qbias = v[qb]
-		}
-		if pb >= 0 {
-			pbias = v[pb]
-		}
-		RelPosAttentionInto(o, v[0], b, h, w, c, heads, v[1], qbias, v[2], pbias, v[3], lh, v[4], lw)
-		return nil
-	}, ins...)
 }
 
 // RelPosSDPA adds the core of SAM's encoder attention (RelPosSDPAInto) as

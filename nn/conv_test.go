@@ -192,8 +192,8 @@ func TestConvGraph(t *testing.T) {
 	w := g.Input("w", 4, 3, 3, 3)
 	b := g.Input("b", 4)
 	wt := g.Input("wt", 4, 2, 4, 4)
-	y := g.Conv2d(x, w, b, 1, 1)             // (1, 4, 6, 5)
-	z := g.ConvTranspose2d(y, wt, nil, 2, 1) // (1, 2, 12, 10)
+	y := g.Conv2d(x, w, b, 1, 1)                                                     // (1, 4, 6, 5)
+	z := g.ConvTranspose2dFused([]*Node{y}, wt, nil, ConvOptions{Stride: 2, Pad: 1}) // (1, 2, 12, 10)
 	m, err := g.Compile()
 	if err != nil {
 		t.Fatal(err)
@@ -226,7 +226,9 @@ func TestConvGraphErrors(t *testing.T) {
 		{"rank", func(g *Graph) { g.Conv2d(g.Input("x", 3, 6, 6), g.Input("w", 4, 3, 3, 3), nil, 1, 1) }},
 		{"stride", func(g *Graph) { g.Conv2d(g.Input("x", 1, 3, 6, 6), g.Input("w", 4, 3, 3, 3), nil, 0, 1) }},
 		{"empty", func(g *Graph) { g.Conv2d(g.Input("x", 1, 3, 2, 2), g.Input("w", 4, 3, 5, 5), nil, 1, 0) }},
-		{"transposed channels", func(g *Graph) { g.ConvTranspose2d(g.Input("x", 1, 3, 6, 6), g.Input("w", 4, 3, 2, 2), nil, 2, 0) }},
+		{"transposed channels", func(g *Graph) {
+			g.ConvTranspose2dFused([]*Node{g.Input("x", 1, 3, 6, 6)}, g.Input("w", 4, 3, 2, 2), nil, ConvOptions{Stride: 2})
+		}},
 	}
 	for _, c := range cases {
 		g := NewGraph()
@@ -262,7 +264,7 @@ func TestConvLeakyReLU(t *testing.T) {
 		}
 		want := leaky(naiveConv2d(x, c.n, c.cin, c.h, c.w, wt, c.cout, c.kh, c.kw, b, c.stride, c.pad))
 		g := NewGraph()
-		y := g.Conv2dLeakyReLU(g.Input("x", c.n, c.cin, c.h, c.w), g.Input("w", c.cout, c.cin, c.kh, c.kw), g.Input("b", c.cout), c.stride, c.pad, 0.2)
+		y := g.Conv2dFused([]*Node{g.Input("x", c.n, c.cin, c.h, c.w)}, g.Input("w", c.cout, c.cin, c.kh, c.kw), g.Input("b", c.cout), ConvOptions{Stride: c.stride, Pad: c.pad, LeakyReLU: true, Slope: 0.2})
 		m, err := g.Compile()
 		if err != nil {
 			t.Fatal(err)
@@ -284,7 +286,7 @@ func TestConvLeakyReLU(t *testing.T) {
 	b := convRand(rng, c.cout)
 	want := leaky(naiveConvTranspose2d(x, c.n, c.cin, c.h, c.w, wt, c.cout, c.kh, c.kw, b, c.stride, c.pad))
 	g := NewGraph()
-	y := g.ConvTranspose2dLeakyReLU(g.Input("x", c.n, c.cin, c.h, c.w), g.Input("w", c.cin, c.cout, c.kh, c.kw), g.Input("b", c.cout), c.stride, c.pad, 0.2)
+	y := g.ConvTranspose2dFused([]*Node{g.Input("x", c.n, c.cin, c.h, c.w)}, g.Input("w", c.cin, c.cout, c.kh, c.kw), g.Input("b", c.cout), ConvOptions{Stride: c.stride, Pad: c.pad, LeakyReLU: true, Slope: 0.2})
 	m, err := g.Compile()
 	if err != nil {
 		t.Fatal(err)
@@ -654,7 +656,7 @@ func TestConvTranspose2dHead(t *testing.T) {
 			g := NewGraph()
 			node := func(name string) *Node { return g.Input(name, in[name].Shape...) }
 			fused := g.ConvTranspose2dHead(node("x"), node("wt"), node("bt"), node("w1"), node("b1"), node("w2"), node("b2"), c.stride, c.pad, c.hpad, 0.2, Region{})
-			up := g.ConvTranspose2dLeakyReLU(node("x"), node("wt"), node("bt"), c.stride, c.pad, 0.2)
+			up := g.ConvTranspose2dFused([]*Node{node("x")}, node("wt"), node("bt"), ConvOptions{Stride: c.stride, Pad: c.pad, LeakyReLU: true, Slope: 0.2})
 			ref := g.Conv2dHead(up, node("w1"), node("b1"), node("w2"), node("b2"), c.hpad, 0.2, Region{})
 			m, err := g.Compile()
 			if err != nil {
@@ -731,8 +733,8 @@ func TestRegion(t *testing.T) {
 						{"convT", convT(Region{}), convT(r2), 2},
 						{"head", head(Region{}), head(r), 1},
 						{"convT head", tHead(Region{}), tHead(r2), 2},
-						{"upsample", g.UpsampleBilinear(x, 3), g.UpsampleBilinearRegion(x, 3, Region{Rows: 3 * r.Rows, Cols: 3 * r.Cols}), 3},
-						{"tanh unit", g.TanhUnit(x), g.TanhUnitRegion(x, r), 1},
+						{"upsample", g.UpsampleBilinearRegion(x, 3, Region{}), g.UpsampleBilinearRegion(x, 3, Region{Rows: 3 * r.Rows, Cols: 3 * r.Cols}), 3},
+						{"tanh unit", g.TanhUnitRegion(x, Region{}), g.TanhUnitRegion(x, r), 1},
 					}
 					m, err := g.Compile()
 					if err != nil {

@@ -265,3 +265,39 @@ func TestLayerNormChannels(t *testing.T) {
 		}
 	}
 }
+
+// TestBatchNormFoldTanhUnit checks the folded eval BatchNorm against its formula,
+// and the TanhUnit op against (tanh + 1) / 2.
+func TestBatchNormFoldTanhUnit(t *testing.T) {
+	rng := rand.New(rand.NewSource(21))
+	c := 3
+	w, b, mean := convRand(rng, c), convRand(rng, c), convRand(rng, c)
+	v := make([]float32, c)
+	for i := range v {
+		v[i] = rng.Float32()*2 + 0.01
+	}
+	scale, shift := BatchNormFold(w, b, mean, v, BatchNormEps)
+	for i, x := range convRand(rng, 4*c) {
+		ch := i % c
+		want := (float64(x)-float64(mean[ch]))/math.Sqrt(float64(v[ch])+1e-5)*float64(w[ch]) + float64(b[ch])
+		if d := math.Abs(float64(x*scale[ch]+shift[ch]) - want); d > 1e-5 {
+			t.Errorf("batchnorm %d: diff %g", i, d)
+		}
+	}
+	g := NewGraph()
+	x := g.Input("x", 1, 2, 3, 4)
+	y := g.TanhUnitRegion(x, Region{})
+	m, err := g.Compile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := convRand(rng, 24)
+	if err := m.Exec(context.Background(), map[string][]float32{"x": in}); err != nil {
+		t.Fatal(err)
+	}
+	for i, got := range Values(y) {
+		if d := math.Abs(float64(got) - (math.Tanh(float64(in[i]))+1)/2); d > 1e-6 {
+			t.Errorf("tanh unit %d: diff %g", i, d)
+		}
+	}
+}

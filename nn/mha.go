@@ -1,5 +1,8 @@
 package nn
 
+// Multi-head scaled dot-product attention on projected queries, keys and
+// values (torch.nn.MultiheadAttention's core), with an optional mask.
+
 import (
 	"math"
 )

@@ -2,6 +2,7 @@ package nn
 
 import (
 	"runtime"
+	"sync"
 	"sync/atomic"
 )
 
@@ -59,4 +60,20 @@ func (t *parTask) help() {
 		t.fn(lo, min(lo+t.chunk, t.n))
 		t.left.Add(-1)
 	}
+}
+
+// onWorkers runs work on min(GOMAXPROCS, units) goroutines, the caller's
+// included, and waits for all; work pulls its units from a shared counter.
+func onWorkers(units int, work func()) {
+	workers := min(runtime.GOMAXPROCS(0), units)
+	var wg sync.WaitGroup
+	for i := 1; i < workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			work()
+		}()
+	}
+	work()
+	wg.Wait()
 }

@@ -1,5 +1,8 @@
 package nn
 
+// Bilinear resizing as F.interpolate(mode="bilinear", align_corners=False)
+// computes it, whole or cropped.
+
 // linearTaps are the source indices and weights of 1-d linear
 // interpolation for every output index, as PyTorch's CPU upsample kernels
 // compute them for align_corners=False.
@@ -119,22 +122,6 @@ func ResizeBilinearRegionInto(dst, src []float32, ld, h, w, oh, ow int) {
 	bilinearInto(dst, ow, oh*ow, src, 1, h, w, ld, 0, oh, ow, oh, ow, float32(h)/float32(oh), float32(w)/float32(ow))
 }
 
-// UpsampleNearestInto enlarges planes planes of h x w values by an integer
-// factor scale, as F.interpolate(scale_factor=scale, mode="nearest").
-func UpsampleNearestInto(dst, src []float32, planes, h, w, scale int) {
-	oh, ow := h*scale, w*scale
-	ParallelFor(planes*oh, func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			p, y := r/oh, r%oh
-			s := src[p*h*w+(y/scale)*w : p*h*w+(y/scale+1)*w]
-			o := dst[r*ow : (r+1)*ow]
-			for x := range o {
-				o[x] = s[x/scale]
-			}
-		}
-	})
-}
-
 // ResizeBilinear is F.interpolate(x, size=(oh, ow), mode="bilinear",
 // align_corners=False) on NCHW x.
 func (g *Graph) ResizeBilinear(x *Node, oh, ow int) *Node {
@@ -150,12 +137,6 @@ func (g *Graph) ResizeBilinear(x *Node, oh, ow int) *Node {
 		ResizeBilinearInto(o, v[0], n*c, h, w, oh, ow)
 		return nil
 	}, x)
-}
-
-// UpsampleBilinear is F.interpolate(x, scale_factor=scale, mode="bilinear",
-// align_corners=False) on NCHW x.
-func (g *Graph) UpsampleBilinear(x *Node, scale int) *Node {
-	return g.UpsampleBilinearRegion(x, scale, Region{})
 }
 
 // UpsampleBilinearRegion is UpsampleBilinear computing only the region r
@@ -174,23 +155,6 @@ func (g *Graph) UpsampleBilinearRegion(x *Node, scale int, r Region) *Node {
 		oh, ow := h*scale, w*scale
 		rows, cols := r.limits(oh, ow)
 		bilinearInto(o, ow, oh*ow, v[0], n*c, h, w, w, h*w, oh, ow, rows, cols, inv, inv)
-		return nil
-	}, x)
-}
-
-// UpsampleNearest is F.interpolate(x, scale_factor=scale, mode="nearest")
-// on NCHW x.
-func (g *Graph) UpsampleNearest(x *Node, scale int) *Node {
-	if !g.ok(x) {
-		return nil
-	}
-	xs := shapeOf(x)
-	if len(xs) != 4 || scale < 1 {
-		return g.fail("upsample nearest: input %v, scale %d", xs, scale)
-	}
-	n, c, h, w := xs[0], xs[1], xs[2], xs[3]
-	return g.Op("UpsampleNearest", []int{n, c, h * scale, w * scale}, func(o []float32, v [][]float32) error {
-		UpsampleNearestInto(o, v[0], n*c, h, w, scale)
 		return nil
 	}, x)
 }
