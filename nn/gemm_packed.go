@@ -125,9 +125,10 @@ func GemmPacked(transA bool, m int, alpha float32, a []float32, lda int, pb *Pac
 // keyed by the weight's storage: it repacks when a different slice comes.
 // It is safe for concurrent use.
 type PackCache struct {
-	mu  sync.Mutex
-	key weightKey
-	pb  *PackedB
+	mu   sync.Mutex
+	key  weightKey
+	pb   *PackedB
+	seen bool // B was asked once: pack from the second use on
 }
 
 // B returns w packed as a Gemm B operand (PackB's arguments), from the
@@ -136,12 +137,31 @@ func (c *PackCache) B(transB bool, k, n int, w []float32, ldw int) *PackedB {
 	if c == nil {
 		return PackB(transB, k, n, w, ldw)
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.packed(transB, k, n, w, ldw)
+}
+
+// reusedB is B from the second call on; the first call packs nothing and
+// returns nil (the caller multiplies unpacked): a graph run once, as the
+// per-caption graphs of a detector are, never pays for a packed copy of
+// its weights.
+func (c *PackCache) reusedB(transB bool, k, n int, w []float32, ldw int) *PackedB {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.seen {
+		c.seen = true
+		return nil
+	}
+	return c.packed(transB, k, n, w, ldw)
+}
+
+// packed is B's cache lookup; c.mu must be held.
+func (c *PackCache) packed(transB bool, k, n int, w []float32, ldw int) *PackedB {
 	var key weightKey
 	if len(w) > 0 {
 		key = weightKey{&w[0], len(w)}
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.pb == nil || c.key != key || c.pb.transB != transB || c.pb.k != k || c.pb.n != n || c.pb.ldb != ldw || c.pb.kern != gemmDefault {
 		c.key, c.pb = key, PackB(transB, k, n, w, ldw)
 	}

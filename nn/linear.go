@@ -22,8 +22,10 @@ func linearRows(pc *PackCache, dst, x []float32, rows, in int, w []float32, out 
 // pc is not nil.
 func linearGemm(pc *PackCache, dst, x []float32, rows, in int, w []float32, out int, beta float32) {
 	if pc != nil {
-		GemmPacked(false, rows, 1, x, in, pc.B(true, in, out, w, in), beta, dst, out)
-		return
+		if pb := pc.reusedB(true, in, out, w, in); pb != nil {
+			GemmPacked(false, rows, 1, x, in, pb, beta, dst, out)
+			return
+		}
 	}
 	Gemm(false, true, rows, out, in, 1, x, in, w, in, beta, dst, out)
 }
