@@ -10,7 +10,9 @@ import (
 	"testing"
 
 	"github.com/mam-go/mam-go/internal/testutil"
+	"github.com/mam-go/mam-go/m2m"
 	"github.com/mam-go/mam-go/mam"
+	"github.com/mam-go/mam-go/sam"
 )
 
 var (
@@ -165,4 +167,23 @@ func libraryCutout(t testing.TB, m *Model, img image.Image, p prompt) *image.NRG
 // resultForTest is a result with the given matte.
 func resultForTest(w, h int, alpha []float32) *result {
 	return &result{res: &mam.Result{Width: w, Height: h, Alpha: alpha, Mask: make([]uint8, w*h), Mode: mam.PostProcess}}
+}
+
+var (
+	vitbOnce sync.Once
+	vitbM    *Model
+	vitbErr  error
+)
+
+// vitbModel is ViT-B SAM and M2M at the released sizes with seeded random
+// weights (the speed does not depend on the values): no checkpoint needed.
+func vitbModel(b testing.TB) *Model {
+	b.Helper()
+	vitbOnce.Do(func() {
+		vitbM, vitbErr = mam.New(sam.RandomWeights(sam.ViTB(), 1), m2m.RandomWeights(m2m.Default(), 2))
+	})
+	if vitbErr != nil {
+		b.Fatal(vitbErr)
+	}
+	return vitbM
 }

@@ -843,3 +843,36 @@ func TestOver(t *testing.T) {
 		}
 	}
 }
+
+// TestClientGoneRunning: a client that disconnects while its matte runs
+// stops the model's work (the matte stage never completes) and frees the
+// slot.
+func TestClientGoneRunning(t *testing.T) {
+	s, ts := newTestServer(t, Config{Slots: 1, Queue: 1})
+	id := uploadImage(t, ts.URL, dogPNG(t)) // 240x160: M2M takes a while
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "POST", ts.URL+"/api/images/"+id+"/matte", strings.NewReader(`{"points": [[120, 80, 1]]}`))
+	req.Header.Set("Content-Type", "application/json")
+	errc := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		errc <- err
+	}()
+	waitFor(t, func() bool { return len(s.lim.slots) == 1 }, "the matte to start")
+	time.Sleep(20 * time.Millisecond)
+	cancel()
+	if err := <-errc; err == nil {
+		t.Fatal("the request ended without error")
+	}
+	waitFor(t, func() bool { return len(s.lim.slots) == 0 && len(s.lim.admit) == 0 }, "the slot to be freed")
+	text := metricsText(t, ts.URL)
+	if strings.Contains(text, `mam_stage_duration_seconds_count{stage="matte"}`) {
+		t.Error("the matte ran to its end after the client went away")
+	}
+	waitFor(t, func() bool {
+		return strings.Contains(metricsText(t, ts.URL), `code="499",method="POST",route="POST /api/images/{id}/matte"} 1`)
+	}, "a 499 in the metrics")
+}

@@ -123,8 +123,8 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr, 
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	if *token == "" && !loopback(ln.Addr()) {
-		log.Warn("listening beyond loopback without a token: anyone who can reach this address can use the model; set -token or $MAM_TOKEN", "addr", ln.Addr().String())
+	if w := exposureWarning(ln.Addr(), *token); w != "" {
+		log.Warn(w, "addr", ln.Addr().String())
 	}
 	hs := &http.Server{
 		Handler:           srv,
@@ -186,6 +186,15 @@ func debugMux(srv *server.Server) *http.ServeMux {
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.Handle("/metrics", srv.MetricsHandler())
 	return mux
+}
+
+// exposureWarning is the warning for serving the API on addr: beyond
+// loopback without a token, anyone who reaches the address uses the model.
+func exposureWarning(addr net.Addr, token string) string {
+	if token != "" || loopback(addr) {
+		return ""
+	}
+	return "listening beyond loopback without a token: anyone who can reach this address can use the model; set -token or $MAM_TOKEN"
 }
 
 // loopback says whether a listening address is reachable from this
