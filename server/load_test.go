@@ -30,7 +30,7 @@ var loadPrompts = []struct {
 	{`{"points": [[30, 8, 1], [140, 8, 0]], "mode": "maskguide"}`, prompt{Points: []point{{30, 8, 1}, {140, 8, 0}}, Mode: "maskguide"}},
 }
 
-// TestLoad runs 64 clients x 5 requests (12 x 3 under -race) on loopback,
+// TestLoad runs 64 clients x 5 requests (8 x 3 under -race) on loopback,
 // mixing uploads, mattes and rembg calls, against 2 slots and a queue of
 // 24, within 60 s. Every request must end with its success status or 503
 // with Retry-After, none past its timeout; every success must be the
@@ -41,9 +41,9 @@ func TestLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
 	}
-	clients, perClient := 64, 5
+	clients, perClient, nImages := 64, 5, 4
 	if raceEnabled {
-		clients, perClient = 12, 3
+		clients, perClient, nImages = 8, 3, 2
 	}
 	const (
 		timeout    = 20 * time.Second
@@ -60,7 +60,7 @@ func TestLoad(t *testing.T) {
 		omAlpha []uint8   // /api/remove with om=true
 		id      string
 	}
-	imgs := make([]*loadImage, 4)
+	imgs := make([]*loadImage, nImages)
 	whole := prompt{Box: &box{0, 0, 160, 16}, Mode: "postprocess"}
 	for i := range imgs {
 		li := &loadImage{img: thinImage(160, 16, int64(10+i))}

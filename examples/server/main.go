@@ -129,9 +129,11 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr, 
 	hs := &http.Server{
 		Handler:           srv,
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(h, slog.LevelWarn),
+		// Beyond the handler's own timeout, a slow reader of the answer.
+		WriteTimeout:   *timeout + 30*time.Second,
+		IdleTimeout:    120 * time.Second,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(h, slog.LevelWarn),
 	}
 	errc := make(chan error, 2)
 	go func() { errc <- hs.Serve(ln) }()
