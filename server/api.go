@@ -232,9 +232,7 @@ func (s *Server) handleMatte(w http.ResponseWriter, r *http.Request) {
 		}
 		tMatte = s.met.time(stageMatte, start)
 		if req.ReturnLogits {
-			if logits, err = s.eng.logits(ctx, e.enc, p); err != nil {
-				return err
-			}
+			logits = res.logits()
 		}
 		start = time.Now()
 		for i, rs := range specs {

@@ -13,19 +13,21 @@ import (
 	"image/color"
 	"path/filepath"
 
+	"github.com/mam-go/mam-go/gdino"
 	"github.com/mam-go/mam-go/mam"
 	"github.com/mam-go/mam-go/nn"
-	"github.com/mam-go/mam-go/sam"
 )
 
 // Model is the matting model the server runs: a loaded *mam.Model (see
-// LoadModel, mam.Load and mam.New).
+// LoadModel, mam.Load and mam.New). Loaded with a text detector
+// (mam.WithDetector), the server also takes text prompts.
 type Model = mam.Model
 
 // LoadModel loads a SAM checkpoint and a MAM checkpoint (.pth, .npz or a
-// directory of .npy), as mam.Load does.
-func LoadModel(samPath, mamPath string) (*Model, error) {
-	m, err := mam.Load(samPath, mamPath)
+// directory of .npy), as mam.Load does; opts may add a text detector
+// (mam.WithDetector).
+func LoadModel(samPath, mamPath string, opts ...mam.Option) (*Model, error) {
+	m, err := mam.Load(context.Background(), samPath, mamPath, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("server: loading the model: %w", err)
 	}
@@ -33,8 +35,8 @@ func LoadModel(samPath, mamPath string) (*Model, error) {
 }
 
 // DefaultCheckpoints are the paths of the released SAM ViT-B and MAM
-// ViT-B checkpoints in the download cache (mam.CacheDir), where
-// `go run ./examples/matte -download` puts them.
+// ViT-B checkpoints in the download cache (mam.CacheDir), where the matte
+// command puts them.
 func DefaultCheckpoints() (samPath, mamPath string, err error) {
 	dir, err := mam.CacheDir()
 	if err != nil {
@@ -45,10 +47,6 @@ func DefaultCheckpoints() (samPath, mamPath string, err error) {
 
 // modes lists the refinement modes, the default first.
 var modes = []string{string(mam.PostProcess), string(mam.MaskGuide), string(mam.Plain)}
-
-// errTextUnsupported: a text prompt was given, and the model has no text
-// prompts yet.
-var errTextUnsupported = errors.New("text prompts are not supported by this model")
 
 // engine runs the model for the server.
 type engine struct {
@@ -72,8 +70,9 @@ func (e *engine) inputSize() int { return e.m.SAM.Config.ImageSize }
 // logitsSide is the side of the low-res mask logits (4 x the embedding grid).
 func (e *engine) logitsSide() int { return 4 * e.m.SAM.Config.EmbedSize() }
 
-// textPrompts says whether the model takes text prompts.
-func (e *engine) textPrompts() bool { return false }
+// textPrompts says whether the model takes text prompts (it has a
+// GroundingDINO detector).
+func (e *engine) textPrompts() bool { return e.m.Detector != nil }
 
 // point is one click in image pixels; label 1 foreground, 0 background.
 type point struct {
@@ -93,7 +92,7 @@ type prompt struct {
 	// Mask holds low-res mask logits (logitsSide x logitsSide), typically
 	// a previous result's, for iterative refinement; nil for none.
 	Mask []float32
-	// Text is a text prompt (not supported yet).
+	// Text is a caption: the detector's best box becomes the box prompt.
 	Text string
 	Mode string
 }
@@ -117,10 +116,10 @@ func (x *encoded) bytes() int64 {
 	p := x.sess.Predictor()
 	var n int64
 	if emb := p.Embeddings(); emb != nil {
-		n += int64(emb.Shape().TotalSize()) * 4
+		n += int64(len(emb.Data)) * 4
 	}
 	if in := p.Input(); in != nil {
-		n += int64(in.Shape().TotalSize()) * 4
+		n += int64(len(in.Data)) * 4
 	}
 	return n
 }
@@ -140,125 +139,71 @@ func (r *result) alpha() []float32 { return r.res.Alpha }
 // bytes is the memory the result holds.
 func (r *result) bytes() int64 { return int64(len(r.res.Alpha))*4 + int64(len(r.res.Mask)) }
 
-func (p prompt) mam() mam.Prompt {
-	var mp mam.Prompt
+// mam is the prompt as the library takes it.
+func (e *engine) mam(p prompt) mam.Prompt {
+	mp := mam.Prompt{Text: p.Text}
 	for _, pt := range p.Points {
 		mp.Points = append(mp.Points, mam.Point{X: pt.X, Y: pt.Y, Label: pt.Label})
 	}
 	if p.Box != nil {
 		mp.Box = &mam.Box{X0: p.Box.X0, Y0: p.Box.Y0, X1: p.Box.X1, Y1: p.Box.Y1}
 	}
+	if p.Mask != nil {
+		side := e.logitsSide()
+		mp.Mask = nn.NewTensor(append([]float32(nil), p.Mask...), 1, 1, side, side)
+	}
 	return mp
 }
 
-func (p prompt) sam(multimask bool) sam.PromptInput {
-	in := sam.PromptInput{Multimask: multimask}
-	for _, pt := range p.Points {
-		in.Points = append(in.Points, sam.Point{X: pt.X, Y: pt.Y, Label: pt.Label})
-	}
-	if p.Box != nil {
-		in.Box = &sam.Box{X0: p.Box.X0, Y0: p.Box.Y0, X1: p.Box.X1, Y1: p.Box.Y1}
-	}
-	return in
-}
-
 // isPromptError says whether err comes from a prompt the model cannot use
-// (a box with no area inside the image, ...), a client error.
+// (a box with no area inside the image, a text that matches nothing, ...),
+// a client error.
 func isPromptError(err error) bool {
-	return errors.Is(err, sam.ErrBadPrompt) || errors.Is(err, sam.ErrNoPrompt) || errors.Is(err, errTextUnsupported)
+	return errors.Is(err, mam.ErrBadPrompt) || errors.Is(err, mam.ErrNoPrompt) ||
+		errors.Is(err, mam.ErrNoDetector) || errors.Is(err, mam.ErrNoDetection) || errors.Is(err, gdino.ErrEmptyCaption)
 }
 
 // isImageError says whether err comes from an image the model cannot take.
-func isImageError(err error) bool { return errors.Is(err, sam.ErrImageSize) }
+func isImageError(err error) bool { return errors.Is(err, mam.ErrBadImage) }
 
-// matte mattes p on x. A prompt without a mask runs mam.Session.Matte; one
-// with a mask runs the same pipeline with the mask as SAM's mask prompt
-// (mam has no mask prompts yet).
+// matte mattes p on x (mam.Session.Matte: SAM's best mask of three, M2M,
+// refinement; a text prompt's best box as the box prompt).
 func (e *engine) matte(ctx context.Context, x *encoded, p prompt) (*result, error) {
-	if p.Text != "" {
-		return nil, errTextUnsupported
-	}
 	mode, err := mam.ParseMode(p.Mode)
 	if err != nil {
 		return nil, err
 	}
-	if p.Mask == nil {
-		r, err := x.sess.Matte(ctx, p.mam(), mam.WithMode(mode))
+	r, err := x.sess.Matte(ctx, e.mam(p), mam.WithMode(mode))
+	if err != nil {
+		return nil, err
+	}
+	return &result{res: r}, nil
+}
+
+// logits returns the low-res mask logits (logitsSide^2 values) of the mask
+// p's matte is made from: the mask prompt that refines it further. Only
+// SAM runs, except for a text prompt (whose box needs the detector).
+func (e *engine) logits(ctx context.Context, x *encoded, p prompt) ([]float32, error) {
+	if p.Text != "" {
+		r, err := e.matte(ctx, x, p)
 		if err != nil {
 			return nil, err
 		}
-		return &result{res: r}, nil
+		return r.logits(), nil
 	}
-	return e.matteMask(ctx, x, p, mode)
+	pr, err := x.sess.Predictor().Predict(ctx, e.mam(p).SAM())
+	if err != nil {
+		return nil, err
+	}
+	return pr.LowResMask(pr.Best()).Data, nil
 }
 
-// matteMask is mam.Session.Matte with a mask prompt (p.Mask, or none): SAM (multimask, best
-// IoU, as MAM decodes), M2M on the binarised best low-res mask, refinement.
-func (e *engine) matteMask(ctx context.Context, x *encoded, p prompt, mode mam.Mode) (*result, error) {
-	pred := x.sess.Predictor()
-	in := p.sam(true)
-	if p.Mask != nil {
-		side := e.logitsSide()
-		in.Mask = nn.NewDense(append([]float32(nil), p.Mask...), 1, 1, side, side)
+// logits are the low-res logits of the mask a result was made from.
+func (r *result) logits() []float32 {
+	if m := r.res.MaskPrompt(); m != nil {
+		return m.Data
 	}
-	pr, err := pred.Predict(ctx, in)
-	if err != nil {
-		return nil, err
-	}
-	best := pr.Best()
-	guide := pr.LowResMask(best)
-	gv := nn.F32(guide)
-	for i, v := range gv {
-		if v > 0 {
-			gv[i] = 1
-		} else {
-			gv[i] = 0
-		}
-	}
-	h, w := pred.OriginalSize()
-	newh, neww := pred.InputSize()
-	post := make([]uint8, h*w)
-	empty := true
-	for i, in := range pr.Binary(best) {
-		if in {
-			post[i], empty = 1, false
-		}
-	}
-	res := &mam.Result{Width: w, Height: h, Mask: post, IoU: pr.IoU[best], Mode: mode}
-	out, err := e.m.M2M.ForwardRegion(ctx, pred.Embeddings(), pred.Input(), guide, newh, neww)
-	if err != nil {
-		return nil, err
-	}
-	if empty {
-		res.Alpha = make([]float32, h*w)
-		return &result{res: res}, nil
-	}
-	S := e.inputSize()
-	os1 := mam.CropResize(nn.F32(out.OS1), S, newh, neww, h, w)
-	os4 := mam.CropResize(nn.F32(out.OS4), S, newh, neww, h, w)
-	os8 := mam.CropResize(nn.F32(out.OS8), S, newh, neww, h, w)
-	if os1 == nil || os4 == nil || os8 == nil {
-		return nil, fmt.Errorf("M2M output does not fit the image (%dx%d in %d)", neww, newh, S)
-	}
-	if res.Alpha, err = mam.Refine(mode, os1, os4, os8, post, h, w); err != nil {
-		return nil, err
-	}
-	return &result{res: res}, nil
-}
-
-// logits returns the best low-res mask logits (logitsSide^2 values) SAM
-// gives for p on x: the mask prompt that refines p's matte further.
-func (e *engine) logits(ctx context.Context, x *encoded, p prompt) ([]float32, error) {
-	in := p.sam(true)
-	if p.Mask != nil {
-		side := e.logitsSide()
-		in.Mask = nn.NewDense(append([]float32(nil), p.Mask...), 1, 1, side, side)
-	}
-	pr, err := x.sess.Predictor().Predict(ctx, in)
-	if err != nil {
-		return nil, err
-	}
-	return append([]float32(nil), nn.F32(pr.LowResMask(pr.Best()))...), nil
+	return nil
 }
 
 // Rendering: the mam output helpers.

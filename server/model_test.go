@@ -6,6 +6,8 @@ package server
 import (
 	"context"
 	"image"
+	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 
@@ -83,11 +85,7 @@ func TestMattePipelineEqualsLibrary(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				md, _ := mam.ParseMode(mode)
-				got, err := eng.matteMask(context.Background(), x, p, md)
-				if err != nil {
-					t.Fatal(err)
-				}
+				got := &result{res: libraryResult(t, eng.m, img, p)} // a session of the library's own
 				if got.iou() != want.iou() || got.width() != want.width() || got.height() != want.height() {
 					t.Fatalf("IoU %v %dx%d, library %v %dx%d", got.iou(), got.width(), got.height(), want.iou(), want.width(), want.height())
 				}
@@ -131,7 +129,7 @@ func TestMaskPrompt(t *testing.T) {
 	if r.width() != 160 || r.height() != 16 || len(r.alpha()) != 160*16 {
 		t.Fatalf("result %dx%d with %d values", r.width(), r.height(), len(r.alpha()))
 	}
-	if _, err := eng.matte(ctx, x, prompt{Text: "a dog", Mode: "postprocess"}); !isPromptError(err) {
+	if _, err := eng.matte(ctx, x, prompt{Text: "a dog", Mode: "postprocess"}); !isPromptError(err) { // no detector
 		t.Fatalf("text prompt: got %v, want a prompt error", err)
 	}
 }
@@ -147,7 +145,7 @@ func libraryResult(t testing.TB, m *Model, img image.Image, p prompt) *mam.Resul
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := sess.Matte(context.Background(), p.mam(), mam.WithMode(mode))
+	res, err := sess.Matte(context.Background(), (&engine{m: m}).mam(p), mam.WithMode(mode))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,4 +184,39 @@ func vitbModel(b testing.TB) *Model {
 		b.Fatal(vitbErr)
 	}
 	return vitbM
+}
+
+// TestTextPromptEngine: with a detector the engine takes text prompts, and
+// mattes them as the library does.
+func TestTextPromptEngine(t *testing.T) {
+	w := testutil.Golden("gdino_tiny", "weights")
+	m, err := LoadModel(testutil.Golden("tiny", "weights", "sam.pth"), testutil.Golden("tiny", "weights", "mam.pth"),
+		mam.WithDetector(filepath.Join(w, "gdino.pth"), filepath.Join(w, "vocab.txt")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := newEngine(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !eng.textPrompts() {
+		t.Fatal("a model with a detector does not say it takes text prompts")
+	}
+	img := testutil.Image(t, testutil.Golden("gdino_tiny", "cat_dog_240", "image.png"))
+	x, err := eng.encode(context.Background(), img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := prompt{Text: "cat . dog .", Mode: "postprocess"}
+	got, err := eng.matte(context.Background(), x, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := libraryResult(t, m, img, p)
+	if !slices.Equal(got.alpha(), want.Alpha) {
+		t.Fatal("the server's text matte differs from the library's")
+	}
+	if _, err := eng.matte(context.Background(), x, prompt{Text: "cat", Mode: "postprocess", Box: &box{1, 1, 5, 5}}); !isPromptError(err) {
+		t.Fatalf("text and box: %v, want a prompt error", err)
+	}
 }

@@ -30,6 +30,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mam-go/mam-go/mam"
 	"github.com/mam-go/mam-go/server"
 )
 
@@ -51,6 +52,8 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr, 
 	var (
 		samPath     = fs.String("sam", "", "SAM checkpoint (.pth, .npz or a directory of .npy); default: the cached ViT-B")
 		mamPath     = fs.String("mam", "", "MAM checkpoint; default: the cached ViT-B")
+		gdinoPath   = fs.String("gdino", "", "GroundingDINO checkpoint for text prompts (groundingdino_swint_ogc.pth); with -vocab")
+		vocabPath   = fs.String("vocab", "", "BERT vocab.txt for -gdino")
 		addr        = fs.String("addr", "127.0.0.1:8080", "listen address HOST:PORT")
 		debugAddr   = fs.String("debug-addr", "", "separate address for pprof and metrics (e.g. 127.0.0.1:6060); off when empty")
 		token       = fs.String("token", os.Getenv("MAM_TOKEN"), "bearer token the API requires ($MAM_TOKEN); none when empty")
@@ -95,8 +98,15 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr, 
 			}
 		}
 	}
+	var opts []mam.Option
+	if (*gdinoPath == "") != (*vocabPath == "") {
+		return fmt.Errorf("-gdino and -vocab go together")
+	}
+	if *gdinoPath != "" {
+		opts = append(opts, mam.WithDetector(*gdinoPath, *vocabPath))
+	}
 	t0 := time.Now()
-	model, err := server.LoadModel(*samPath, *mamPath)
+	model, err := server.LoadModel(*samPath, *mamPath, opts...)
 	if err != nil {
 		return err
 	}
