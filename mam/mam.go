@@ -129,20 +129,38 @@ type Session struct {
 
 // NewSession runs the image encoder on img.
 func (m *Model) NewSession(ctx context.Context, img image.Image) (*Session, error) {
+	if err := m.check(); err != nil {
+		return nil, err
+	}
+	if err := checkContext(ctx); err != nil {
+		return nil, err
+	}
+	rgb, err := toRGB(img) // in parallel; what p.SetImage would compute
+	if err != nil {
+		return nil, err
+	}
 	p := sam.NewPredictor(m.SAM)
-	if err := p.SetImage(ctx, img); err != nil {
+	if err := p.SetRGB(ctx, rgb); err != nil {
 		return nil, fmt.Errorf("mam: %w", err)
 	}
 	return &Session{m: m, pred: p}, nil
 }
 
 // Predictor exposes the session's SAM predictor (for mask-only use).
-func (s *Session) Predictor() *sam.Predictor { return s.pred }
+func (s *Session) Predictor() *sam.Predictor {
+	if s == nil {
+		return nil
+	}
+	return s.pred
+}
 
 // Matte returns the matte of img for prompt p: one image encoding, then as
 // Session.Matte.
 func (m *Model) Matte(ctx context.Context, img image.Image, p Prompt, opts ...MatteOption) (*Result, error) {
-	if err := p.Validate(); err != nil {
+	if err := checkImage(img); err != nil {
+		return nil, err
+	}
+	if err := p.ValidateFor(img.Bounds().Dx(), img.Bounds().Dy()); err != nil {
 		return nil, err
 	}
 	s, err := m.NewSession(ctx, img)
@@ -155,8 +173,11 @@ func (m *Model) Matte(ctx context.Context, img image.Image, p Prompt, opts ...Ma
 // MatteAll mattes several prompts on one image (one matte per instance),
 // encoding the image once.
 func (m *Model) MatteAll(ctx context.Context, img image.Image, ps []Prompt, opts ...MatteOption) ([]*Result, error) {
+	if err := checkImage(img); err != nil {
+		return nil, err
+	}
 	for i, p := range ps {
-		if err := p.Validate(); err != nil {
+		if err := p.ValidateFor(img.Bounds().Dx(), img.Bounds().Dy()); err != nil {
 			return nil, fmt.Errorf("prompt %d: %w", i, err)
 		}
 	}
@@ -176,15 +197,23 @@ func (m *Model) MatteAll(ctx context.Context, img image.Image, ps []Prompt, opts
 // Matte decodes p with SAM (multimask, best IoU, as MAM does), runs the
 // M2M module on the binarised low-res mask and refines its mattes.
 func (s *Session) Matte(ctx context.Context, p Prompt, opts ...MatteOption) (*Result, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	if err := checkContext(ctx); err != nil {
+		return nil, err
+	}
 	mc := matteConfig{mode: PostProcess}
 	for _, o := range opts {
-		o(&mc)
+		if o != nil {
+			o(&mc)
+		}
 	}
 	if _, err := ParseMode(string(mc.mode)); err != nil {
 		return nil, err
 	}
-	if err := p.Validate(); err != nil {
-		return nil, err
+	if h, w := s.pred.OriginalSize(); p.ValidateFor(w, h) != nil {
+		return nil, p.ValidateFor(w, h)
 	}
 	dump := func(name string, t *tensor.Dense) {
 		if mc.dump != nil {

@@ -49,22 +49,27 @@ func ParseMode(s string) (Mode, error) {
 }
 
 // Validate checks that the prompt names something: at least one point or a
-// box, finite coordinates, labels 0 or 1.
+// box, finite coordinates, labels 0 or 1, a box that is not reversed
+// (x0 <= x1, y0 <= y1). Its errors wrap ErrPrompt. ValidateFor also checks
+// the prompt against the image.
 func (p Prompt) Validate() error {
 	if len(p.Points) == 0 && p.Box == nil {
-		return fmt.Errorf("mam: empty prompt: give a box or at least one point")
+		return fmt.Errorf("mam: empty prompt: give a box or at least one point: %w", ErrPrompt)
 	}
 	for i, pt := range p.Points {
 		if !finite(pt.X) || !finite(pt.Y) {
-			return fmt.Errorf("mam: point %d (%v, %v) is not finite", i, pt.X, pt.Y)
+			return fmt.Errorf("mam: point %d (%v, %v) is not finite: %w", i, pt.X, pt.Y, ErrPrompt)
 		}
 		if pt.Label != 0 && pt.Label != 1 {
-			return fmt.Errorf("mam: point %d has label %d, want 0 (background) or 1 (foreground)", i, pt.Label)
+			return fmt.Errorf("mam: point %d has label %d, want 0 (background) or 1 (foreground): %w", i, pt.Label, ErrPrompt)
 		}
 	}
 	if b := p.Box; b != nil {
 		if !finite(b.X0) || !finite(b.Y0) || !finite(b.X1) || !finite(b.Y1) {
-			return fmt.Errorf("mam: box %v is not finite", *b)
+			return fmt.Errorf("mam: box %v is not finite: %w", *b, ErrPrompt)
+		}
+		if b.X1 < b.X0 || b.Y1 < b.Y0 {
+			return fmt.Errorf("mam: box (%g, %g)-(%g, %g) is reversed: want x0 <= x1 and y0 <= y1: %w", b.X0, b.Y0, b.X1, b.Y1, ErrPrompt)
 		}
 	}
 	return nil

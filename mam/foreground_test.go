@@ -1,0 +1,192 @@
+package mam
+
+import (
+	"errors"
+	"image"
+	"math"
+	"math/rand"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"github.com/mam-go/mam-go/internal/testutil"
+)
+
+// fgCase is a reference case made by pymatting's estimate_foreground_ml on
+// an 8-bit image (passed as u/255) and a soft alpha matte: see
+// testdata/foreground/README.md.
+type fgCase struct {
+	name string
+	opt  ForegroundOptions
+}
+
+var fgCases = []fgCase{
+	{"small", DefaultForegroundOptions()},
+	{"mid", DefaultForegroundOptions()},
+	{"large", DefaultForegroundOptions()},
+	{"opts", ForegroundOptions{Regularization: 1e-3, SmallIterations: 4, BigIterations: 3, SmallSize: 16, GradientWeight: 0.5}},
+}
+
+func loadFGCase(t testing.TB, name string) (img *image.NRGBA, rgb, alpha, want []float32, w, h int) {
+	t.Helper()
+	dir := filepath.Join("testdata", "foreground")
+	im := testutil.NPY(t, filepath.Join(dir, name+"_image.npy"))
+	al := testutil.NPY(t, filepath.Join(dir, name+"_alpha.npy"))
+	fg := testutil.NPY(t, filepath.Join(dir, name+"_fg.npy"))
+	h, w = im.Shape[0], im.Shape[1]
+	img = image.NewNRGBA(image.Rect(0, 0, w, h))
+	rgb = make([]float32, w*h*3)
+	for i := 0; i < w*h; i++ {
+		for c := 0; c < 3; c++ {
+			v := im.F32[3*i+c]
+			img.Pix[4*i+c] = uint8(v)
+			rgb[3*i+c] = float32(float64(v) / 255)
+		}
+		img.Pix[4*i+3] = 255
+	}
+	return img, rgb, al.F32, fg.F32, w, h
+}
+
+func maxAbsDiff(a, b []float32) (float64, int) {
+	worst, at := 0.0, -1
+	for i := range a {
+		if d := math.Abs(float64(a[i]) - float64(b[i])); d > worst || math.IsNaN(d) {
+			worst, at = d, i
+		}
+	}
+	return worst, at
+}
+
+// The estimate matches pymatting's within 1e-3 on 0..1 colours, through
+// EstimateForeground (float input) and Result.Foreground (an image).
+func TestForegroundParity(t *testing.T) {
+	for _, c := range fgCases {
+		t.Run(c.name, func(t *testing.T) {
+			img, rgb, alpha, want, w, h := loadFGCase(t, c.name)
+			got, err := EstimateForeground(rgb, alpha, w, h, c.opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, at := maxAbsDiff(got, want)
+			t.Logf("%dx%d: max abs diff %.3g (at %d)", w, h, d, at)
+			if d > 1e-3 {
+				t.Errorf("max abs diff %.3g at %d: got %v want %v", d, at, got[at], want[at])
+			}
+			r := &Result{Width: w, Height: h, Alpha: alpha}
+			got2, err := r.Foreground(img, WithForegroundOptions(c.opt))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d, at := maxAbsDiff(got2, want); d > 1e-3 {
+				t.Errorf("Result.Foreground: max abs diff %.3g at %d", d, at)
+			}
+		})
+	}
+}
+
+// The pipelined estimator (rows in a window, three channels at once,
+// sweeps on their own goroutines on large levels) gives exactly the values
+// of the plain transcription of pymatting's loops, whatever the threads.
+func TestForegroundPipelineExact(t *testing.T) {
+	rng := rand.New(rand.NewSource(7))
+	o3 := DefaultForegroundOptions()
+	o3.BigIterations = 3
+	o1 := DefaultForegroundOptions()
+	o1.BigIterations = 1
+	o10 := DefaultForegroundOptions()
+	o10.BigIterations = 10
+	for _, c := range []struct {
+		w, h int
+		opt  ForegroundOptions
+	}{
+		{300, 250, DefaultForegroundOptions()},
+		{257, 300, o3},
+		{1000, 70, o1},
+		{12000, 3, o10},
+		{1, 1, DefaultForegroundOptions()},
+		{1, 40, DefaultForegroundOptions()},
+		{33, 2, DefaultForegroundOptions()},
+	} {
+		w, h := c.w, c.h
+		img := make([]float32, w*h*3)
+		alpha := make([]float32, w*h)
+		for i := range img {
+			img[i] = rng.Float32()
+		}
+		for i := range alpha {
+			alpha[i] = min(1, max(0, rng.Float32()*1.4-0.2))
+		}
+		want := fgReference(img, alpha, w, h, c.opt)
+		for _, procs := range []int{1, 2, 3} {
+			old := runtime.GOMAXPROCS(procs)
+			got, err := EstimateForeground(img, alpha, w, h, c.opt)
+			runtime.GOMAXPROCS(old)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range want {
+				if got[i] != want[i] {
+					t.Fatalf("%dx%d, %d threads: value %d: got %v, want %v", w, h, procs, i, got[i], want[i])
+				}
+			}
+		}
+	}
+}
+
+func TestForegroundErrors(t *testing.T) {
+	ok := DefaultForegroundOptions()
+	bad := func(f func(*ForegroundOptions)) ForegroundOptions { o := ok; f(&o); return o }
+	for _, c := range []struct {
+		name         string
+		img, alpha   []float32
+		w, h         int
+		opt          ForegroundOptions
+		wantErrorFor bool
+	}{
+		{"ok 1x1", make([]float32, 3), make([]float32, 1), 1, 1, ok, false},
+		{"ok 1x5", make([]float32, 15), make([]float32, 5), 1, 5, ok, false},
+		{"zero size", nil, nil, 0, 0, ok, true},
+		{"negative", nil, nil, -1, 3, ok, true},
+		{"short image", make([]float32, 5), make([]float32, 2), 2, 1, ok, true},
+		{"short alpha", make([]float32, 6), make([]float32, 1), 2, 1, ok, true},
+		{"zero options", make([]float32, 6), make([]float32, 2), 2, 1, ForegroundOptions{}, true},
+		{"NaN regularization", make([]float32, 6), make([]float32, 2), 2, 1, bad(func(o *ForegroundOptions) { o.Regularization = float32(math.NaN()) }), true},
+		{"negative gradient weight", make([]float32, 6), make([]float32, 2), 2, 1, bad(func(o *ForegroundOptions) { o.GradientWeight = -1 }), true},
+		{"huge iterations", make([]float32, 6), make([]float32, 2), 2, 1, bad(func(o *ForegroundOptions) { o.BigIterations = 1 << 30 }), true},
+	} {
+		_, err := EstimateForeground(c.img, c.alpha, c.w, c.h, c.opt)
+		if (err != nil) != c.wantErrorFor {
+			t.Errorf("%s: err = %v", c.name, err)
+		}
+		if err != nil && !errors.Is(err, ErrInvalidInput) {
+			t.Errorf("%s: %v does not wrap ErrInvalidInput", c.name, err)
+		}
+	}
+}
+
+func fgBenchData(w, h int) (*Result, *image.NRGBA) {
+	rng := rand.New(rand.NewSource(11))
+	img := image.NewNRGBA(image.Rect(0, 0, w, h))
+	rng.Read(img.Pix)
+	alpha := make([]float32, w*h)
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			d := math.Hypot(float64(x-w/2), float64(y-h/2)) / float64(min(w, h)/3)
+			alpha[y*w+x] = clamp01(float32((1.2-d)*4) + rng.Float32()*0.2 - 0.1)
+		}
+	}
+	return &Result{Width: w, Height: h, Alpha: alpha}, img
+}
+
+// BenchmarkForeground1MP estimates the foreground of a 1000x1000 image
+// (target: 0.3 s with 2 threads, -cpu 2).
+func BenchmarkForeground1MP(b *testing.B) {
+	r, img := fgBenchData(1000, 1000)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := r.Foreground(img); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,265 @@
+package mam
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"image"
+	"image/color"
+	_ "image/gif"  // GIF input
+	_ "image/jpeg" // JPEG input
+	_ "image/png"  // PNG input
+	"io"
+	"os"
+
+	"github.com/mam-go/mam-go/sam"
+	_ "golang.org/x/image/webp" // WebP input
+)
+
+// DefaultMaxPixels is the largest image (width * height) DecodeImage and
+// ReadImage accept unless WithMaxPixels says otherwise: 64 megapixels.
+const DefaultMaxPixels = 64_000_000
+
+// maxJPEGScans bounds the scans of a progressive JPEG: each one walks the
+// whole image, and a crafted file with thousands of them decodes for
+// minutes. Encoders write about ten.
+const maxJPEGScans = 256
+
+// ImageOption configures DecodeImage and ReadImage.
+type ImageOption func(*imageConfig)
+
+type imageConfig struct {
+	maxPixels int64
+	noEXIF    bool
+}
+
+// WithMaxPixels sets the largest image (width * height) to decode; the
+// size is read from the file's header and checked before any pixel is
+// decoded. n <= 0 keeps DefaultMaxPixels.
+func WithMaxPixels(n int64) ImageOption {
+	return func(c *imageConfig) {
+		if n > 0 {
+			c.maxPixels = n
+		}
+	}
+}
+
+// WithEXIF turns the JPEG EXIF orientation on (the default: the image comes
+// out as a photo viewer shows it, and prompt coordinates are taken in that
+// orientation) or off (the pixels as stored).
+func WithEXIF(on bool) ImageOption { return func(c *imageConfig) { c.noEXIF = !on } }
+
+// DecodeImage decodes a PNG, JPEG, GIF (first frame) or WebP image. It reads
+// the header first and refuses an image of more than DefaultMaxPixels
+// pixels (or the WithMaxPixels limit) with ErrImageTooLarge before decoding
+// any pixel. A JPEG's EXIF orientation is applied unless WithEXIF(false).
+// It returns the image and its format name.
+func DecodeImage(r io.Reader, opts ...ImageOption) (image.Image, string, error) {
+	cfg := imageConfig{maxPixels: DefaultMaxPixels}
+	for _, o := range opts {
+		if o != nil {
+			o(&cfg)
+		}
+	}
+	if isNil(r) {
+		return nil, "", fmt.Errorf("mam: decode image: nil reader: %w", ErrInvalidInput)
+	}
+	// A budget of bytes keeps an endless stream (a pipe, /dev/zero) from
+	// being read forever: no image within the pixel limit is larger.
+	budget := &limitedReader{r: r, left: 1<<20 + 10*cfg.maxPixels}
+	rec := &recorder{r: budget}
+	ic, format, err := image.DecodeConfig(rec)
+	if err != nil {
+		return nil, "", decodeError("read image header", err, budget)
+	}
+	if ic.Width <= 0 || ic.Height <= 0 {
+		return nil, format, fmt.Errorf("mam: %s image is %dx%d: %w", format, ic.Width, ic.Height, ErrImageFormat)
+	}
+	if px := int64(ic.Width) * int64(ic.Height); px > cfg.maxPixels {
+		return nil, format, fmt.Errorf("mam: %s image is %dx%d (%.1f MP), more than the limit of %.1f MP: %w",
+			format, ic.Width, ic.Height, float64(px)/1e6, float64(cfg.maxPixels)/1e6, ErrImageTooLarge)
+	}
+	orientation := 1
+	if format == "jpeg" && !cfg.noEXIF {
+		orientation = jpegOrientation(rec.buf)
+	}
+	var body io.Reader = io.MultiReader(bytes.NewReader(rec.buf), budget)
+	if format == "jpeg" {
+		body = &scanCounter{r: body, max: maxJPEGScans}
+	}
+	rec.buf = nil
+	img, _, err := image.Decode(body)
+	if err != nil {
+		return nil, format, decodeError("decode "+format, err, budget)
+	}
+	if b := img.Bounds(); b.Dx() != ic.Width || b.Dy() != ic.Height {
+		return nil, format, fmt.Errorf("mam: %s image decodes to %dx%d, its header says %dx%d: %w", format, b.Dx(), b.Dy(), ic.Width, ic.Height, ErrImageFormat)
+	}
+	if orientation != 1 {
+		if img, err = Orient(img, orientation); err != nil {
+			return nil, format, err
+		}
+	}
+	return img, format, nil
+}
+
+func decodeError(what string, err error, budget *limitedReader) error {
+	switch {
+	case budget.over:
+		return fmt.Errorf("mam: %s: more input than any image within the pixel limit: %w", what, ErrImageTooLarge)
+	case errors.Is(err, errTooManyScans):
+		return fmt.Errorf("mam: %s: %w: %w", what, err, ErrImageFormat)
+	case errors.Is(err, image.ErrFormat):
+		return fmt.Errorf("mam: %s: not a PNG, JPEG, GIF or WebP image: %w", what, ErrImageFormat)
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+		return fmt.Errorf("mam: %s: the file is truncated: %w", what, ErrImageFormat)
+	}
+	return fmt.Errorf("mam: %s: %v: %w", what, err, ErrImageFormat)
+}
+
+// ReadImage decodes the image file at path as DecodeImage does.
+func ReadImage(path string, opts ...ImageOption) (image.Image, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("mam: %w", err)
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.IsDir() {
+		return nil, fmt.Errorf("mam: %s is a directory, not an image: %w", path, ErrImageFormat)
+	}
+	img, _, err := DecodeImage(f, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return img, nil
+}
+
+// recorder keeps what is read through it, so that the bytes DecodeConfig
+// consumed can be read again by Decode.
+type recorder struct {
+	r   io.Reader
+	buf []byte
+}
+
+func (r *recorder) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.buf = append(r.buf, p[:n]...)
+	return n, err
+}
+
+type limitedReader struct {
+	r    io.Reader
+	left int64
+	over bool
+}
+
+var errInputTooLong = errors.New("input too long")
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.left <= 0 {
+		l.over = true
+		return 0, errInputTooLong
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	return n, err
+}
+
+var errTooManyScans = fmt.Errorf("more than %d progressive JPEG scans", maxJPEGScans)
+
+// scanCounter passes a JPEG stream through, failing once it has seen more
+// than max start-of-scan markers (0xFF 0xDA: entropy-coded data stuffs
+// every 0xFF data byte with 0x00, so the pair only occurs as a marker).
+type scanCounter struct {
+	r      io.Reader
+	max    int
+	scans  int
+	lastFF bool
+}
+
+func (s *scanCounter) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	for _, b := range p[:n] {
+		if s.lastFF && b == 0xDA {
+			s.scans++
+		}
+		s.lastFF = b == 0xFF
+	}
+	if s.scans > s.max {
+		return 0, errTooManyScans
+	}
+	return n, err
+}
+
+// toRGB converts img to 8-bit RGB exactly as sam.ToRGB does (Pillow's
+// convert("RGB")), with the rows shared between threads. It checks the
+// image first and returns an error, never a panic, for a nil, empty or
+// inconsistent one.
+func toRGB(img image.Image) (*sam.RGB, error) {
+	if err := checkImage(img); err != nil {
+		return nil, err
+	}
+	b := img.Bounds()
+	w, h := b.Dx(), b.Dy()
+	if w > sam.MaxPixels/h {
+		return nil, fmt.Errorf("mam: image is %dx%d, more than %d pixels: %w", w, h, sam.MaxPixels, ErrImageTooLarge)
+	}
+	out := &sam.RGB{W: w, H: h, Pix: make([]uint8, w*h*3)}
+	var row func(y int, o []uint8)
+	switch m := img.(type) {
+	case *image.NRGBA:
+		row = func(y int, o []uint8) {
+			p := m.Pix[m.PixOffset(b.Min.X, b.Min.Y+y):]
+			for x := 0; x < w; x++ {
+				o[3*x], o[3*x+1], o[3*x+2] = p[4*x], p[4*x+1], p[4*x+2]
+			}
+		}
+	case *image.RGBA:
+		row = func(y int, o []uint8) {
+			p := m.Pix[m.PixOffset(b.Min.X, b.Min.Y+y):]
+			for x := 0; x < w; x++ {
+				q := p[4*x : 4*x+4]
+				if q[3] == 0xff {
+					o[3*x], o[3*x+1], o[3*x+2] = q[0], q[1], q[2]
+					continue
+				}
+				c := color.NRGBAModel.Convert(color.RGBA{q[0], q[1], q[2], q[3]}).(color.NRGBA)
+				o[3*x], o[3*x+1], o[3*x+2] = c.R, c.G, c.B
+			}
+		}
+	case *image.Gray:
+		row = func(y int, o []uint8) {
+			p := m.Pix[m.PixOffset(b.Min.X, b.Min.Y+y):]
+			for x := 0; x < w; x++ {
+				o[3*x], o[3*x+1], o[3*x+2] = p[x], p[x], p[x]
+			}
+		}
+	case *image.YCbCr:
+		row = func(y int, o []uint8) {
+			for x := 0; x < w; x++ {
+				// As NRGBAModel converts an opaque colour: RGBA() >> 8.
+				r, g, bb, _ := m.YCbCrAt(b.Min.X+x, b.Min.Y+y).RGBA()
+				o[3*x], o[3*x+1], o[3*x+2] = uint8(r>>8), uint8(g>>8), uint8(bb>>8)
+			}
+		}
+	default:
+		row = func(y int, o []uint8) {
+			for x := 0; x < w; x++ {
+				c := color.NRGBAModel.Convert(img.At(b.Min.X+x, b.Min.Y+y)).(color.NRGBA)
+				o[3*x], o[3*x+1], o[3*x+2] = c.R, c.G, c.B
+			}
+		}
+	}
+	err := safeParallelRange(h, func(lo, hi int) {
+		for y := lo; y < hi; y++ {
+			row(y, out.Pix[y*w*3:(y+1)*w*3])
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}

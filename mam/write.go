@@ -1,0 +1,123 @@
+package mam
+
+import (
+	"errors"
+	"fmt"
+	"image"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// AtomicFile is a file written under a temporary name in its target's
+// directory and renamed to the target by Commit, so that the target is
+// either left as it was or replaced by a complete file: a failed or
+// interrupted write leaves no partial file under the target's name.
+type AtomicFile struct {
+	f    *os.File
+	path string
+	done bool
+}
+
+// CreateAtomic starts writing the file at path. The directory must exist.
+func CreateAtomic(path string) (*AtomicFile, error) {
+	if path == "" {
+		return nil, fmt.Errorf("mam: create: empty path: %w", ErrInvalidInput)
+	}
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return nil, fmt.Errorf("mam: create %s: is a directory: %w", path, ErrInvalidInput)
+	}
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, fmt.Errorf("mam: cannot write %s: %w", path, err)
+	}
+	// CreateTemp makes the file private; give it os.Create's mode less the
+	// usual umask.
+	_ = f.Chmod(0o644)
+	return &AtomicFile{f: f, path: path}, nil
+}
+
+// Write writes to the temporary file.
+func (a *AtomicFile) Write(p []byte) (int, error) {
+	if a == nil || a.f == nil || a.done {
+		return 0, fmt.Errorf("mam: write to a closed or nil file: %w", ErrInvalidInput)
+	}
+	return a.f.Write(p)
+}
+
+// Path returns the target path.
+func (a *AtomicFile) Path() string {
+	if a == nil {
+		return ""
+	}
+	return a.path
+}
+
+// Commit closes the temporary file and renames it to the target. On error
+// the temporary file is removed.
+func (a *AtomicFile) Commit() error {
+	if a == nil || a.f == nil || a.done {
+		return fmt.Errorf("mam: commit of a closed or nil file: %w", ErrInvalidInput)
+	}
+	a.done = true
+	tmp := a.f.Name()
+	if err := a.f.Close(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("mam: write %s: %w", a.path, err)
+	}
+	if err := os.Rename(tmp, a.path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("mam: write %s: %w", a.path, err)
+	}
+	return nil
+}
+
+// Abort closes and removes the temporary file; the target is untouched.
+// It does nothing after Commit or a first Abort.
+func (a *AtomicFile) Abort() {
+	if a == nil || a.f == nil || a.done {
+		return
+	}
+	a.done = true
+	a.f.Close()
+	os.Remove(a.f.Name())
+}
+
+// WriteFileAtomic writes the file at path with write, through an
+// AtomicFile: on any error the target is left as it was.
+func WriteFileAtomic(path string, write func(w io.Writer) error) error {
+	if write == nil {
+		return fmt.Errorf("mam: write %s: nil write function: %w", path, ErrInvalidInput)
+	}
+	a, err := CreateAtomic(path)
+	if err != nil {
+		return err
+	}
+	if err := write(a); err != nil {
+		a.Abort()
+		return err
+	}
+	return a.Commit()
+}
+
+// SavePNG encodes img as PNG (PNGDefault) into the file at path, which is
+// replaced only once the whole file is written.
+func SavePNG(path string, img image.Image) error {
+	return SavePNGWith(path, img, PNGDefault)
+}
+
+// SavePNGWith is SavePNG with a choice of compression.
+func SavePNGWith(path string, img image.Image, c PNGCompression) error {
+	if err := checkImage(img); err != nil {
+		return fmt.Errorf("mam: save %s: %w", path, err)
+	}
+	return WriteFileAtomic(path, func(w io.Writer) error { return EncodePNG(w, img, c) })
+}
