@@ -41,7 +41,7 @@ func isNil(v any) bool {
 // checkContext rejects a nil context.
 func checkContext(ctx context.Context) error {
 	if isNil(ctx) {
-		return fmt.Errorf("mam: nil context: %w", ErrInvalidInput)
+		return fmt.Errorf("mam: %w: nil context", ErrInvalidInput)
 	}
 	return nil
 }
@@ -50,14 +50,14 @@ func checkContext(ctx context.Context) error {
 // types whose pixel buffer is shorter than its bounds say (At would panic).
 func checkImage(img image.Image) error {
 	if isNil(img) {
-		return fmt.Errorf("mam: nil image: %w", ErrInvalidInput)
+		return fmt.Errorf("mam: %w: nil image", ErrInvalidInput)
 	}
 	b := img.Bounds()
 	if b.Dx() <= 0 || b.Dy() <= 0 {
-		return fmt.Errorf("mam: image is %dx%d: %w", b.Dx(), b.Dy(), ErrInvalidInput)
+		return fmt.Errorf("mam: %w: image is %dx%d", ErrInvalidInput, b.Dx(), b.Dy())
 	}
 	if !pixBufferFits(img) {
-		return fmt.Errorf("mam: image's pixel buffer does not cover its %dx%d bounds: %w", b.Dx(), b.Dy(), ErrInvalidInput)
+		return fmt.Errorf("mam: %w: image's pixel buffer does not cover its %dx%d bounds", ErrInvalidInput, b.Dx(), b.Dy())
 	}
 	return nil
 }

@@ -96,7 +96,7 @@ func tiffOrientation(t []byte) int {
 // *image.Gray for grey images and an *image.NRGBA otherwise.
 func Orient(img image.Image, o int) (image.Image, error) {
 	if o < 1 || o > 8 {
-		return nil, fmt.Errorf("mam: EXIF orientation %d: want 1 to 8: %w", o, ErrInvalidInput)
+		return nil, fmt.Errorf("mam: %w: EXIF orientation %d: want 1 to 8", ErrInvalidInput, o)
 	}
 	if err := checkImage(img); err != nil {
 		return nil, err

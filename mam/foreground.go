@@ -50,13 +50,13 @@ func (o ForegroundOptions) validate() error {
 	r, g := float64(o.Regularization), float64(o.GradientWeight)
 	switch {
 	case !(r > 0) || math.IsInf(r, 0):
-		return fmt.Errorf("mam: foreground: regularization %v: want a finite value > 0: %w", o.Regularization, ErrInvalidInput)
+		return fmt.Errorf("mam: %w: foreground: regularization %v: want a finite value > 0", ErrInvalidInput, o.Regularization)
 	case !(g >= 0) || math.IsInf(g, 0):
-		return fmt.Errorf("mam: foreground: gradient weight %v: want a finite value >= 0: %w", o.GradientWeight, ErrInvalidInput)
+		return fmt.Errorf("mam: %w: foreground: gradient weight %v: want a finite value >= 0", ErrInvalidInput, o.GradientWeight)
 	case o.SmallIterations < 0 || o.BigIterations < 0 || o.SmallIterations > maxForegroundIterations || o.BigIterations > maxForegroundIterations:
-		return fmt.Errorf("mam: foreground: iterations %d and %d: want 0 to %d: %w", o.SmallIterations, o.BigIterations, maxForegroundIterations, ErrInvalidInput)
+		return fmt.Errorf("mam: %w: foreground: iterations %d and %d: want 0 to %d", ErrInvalidInput, o.SmallIterations, o.BigIterations, maxForegroundIterations)
 	case o.SmallSize < 0:
-		return fmt.Errorf("mam: foreground: small size %d: want >= 0: %w", o.SmallSize, ErrInvalidInput)
+		return fmt.Errorf("mam: %w: foreground: small size %d: want >= 0", ErrInvalidInput, o.SmallSize)
 	}
 	return nil
 }
@@ -81,7 +81,7 @@ func EstimateForeground(img, alpha []float32, w, h int, o ForegroundOptions) ([]
 
 func checkPlanes(nimg, nalpha, w, h int) error {
 	if w <= 0 || h <= 0 || w > math.MaxInt32/h/3 {
-		return fmt.Errorf("mam: foreground: image size %dx%d: %w", w, h, ErrInvalidInput)
+		return fmt.Errorf("mam: %w: foreground: image size %dx%d", ErrInvalidInput, w, h)
 	}
 	if nimg != w*h*3 || nalpha != w*h {
 		return fmt.Errorf("mam: foreground: %d colour values and %d alpha values for a %dx%d image, want %d and %d: %w",

@@ -62,7 +62,7 @@ func DecodeImage(r io.Reader, opts ...ImageOption) (image.Image, string, error) 
 		}
 	}
 	if isNil(r) {
-		return nil, "", fmt.Errorf("mam: decode image: nil reader: %w", ErrInvalidInput)
+		return nil, "", fmt.Errorf("mam: %w: decode image: nil reader", ErrInvalidInput)
 	}
 	// A budget of bytes keeps an endless stream (a pipe, /dev/zero) from
 	// being read forever: no image within the pixel limit is larger.
@@ -73,11 +73,11 @@ func DecodeImage(r io.Reader, opts ...ImageOption) (image.Image, string, error) 
 		return nil, "", decodeError("read image header", err, budget)
 	}
 	if ic.Width <= 0 || ic.Height <= 0 {
-		return nil, format, fmt.Errorf("mam: %s image is %dx%d: %w", format, ic.Width, ic.Height, ErrImageFormat)
+		return nil, format, fmt.Errorf("mam: %w: %s image is %dx%d", ErrImageFormat, format, ic.Width, ic.Height)
 	}
 	if px := int64(ic.Width) * int64(ic.Height); px > cfg.maxPixels {
-		return nil, format, fmt.Errorf("mam: %s image is %dx%d (%.1f MP), more than the limit of %.1f MP: %w",
-			format, ic.Width, ic.Height, float64(px)/1e6, float64(cfg.maxPixels)/1e6, ErrImageTooLarge)
+		return nil, format, fmt.Errorf("mam: %w: %s image is %dx%d (%s), more than the limit of %s",
+			ErrImageTooLarge, format, ic.Width, ic.Height, pixelCount(px), pixelCount(cfg.maxPixels))
 	}
 	orientation := 1
 	if format == "jpeg" && !cfg.noEXIF {
@@ -93,7 +93,7 @@ func DecodeImage(r io.Reader, opts ...ImageOption) (image.Image, string, error) 
 		return nil, format, decodeError("decode "+format, err, budget)
 	}
 	if b := img.Bounds(); b.Dx() != ic.Width || b.Dy() != ic.Height {
-		return nil, format, fmt.Errorf("mam: %s image decodes to %dx%d, its header says %dx%d: %w", format, b.Dx(), b.Dy(), ic.Width, ic.Height, ErrImageFormat)
+		return nil, format, fmt.Errorf("mam: %w: %s image decodes to %dx%d, its header says %dx%d", ErrImageFormat, format, b.Dx(), b.Dy(), ic.Width, ic.Height)
 	}
 	if orientation != 1 {
 		if img, err = Orient(img, orientation); err != nil {
@@ -103,18 +103,26 @@ func DecodeImage(r io.Reader, opts ...ImageOption) (image.Image, string, error) 
 	return img, format, nil
 }
 
+// pixelCount writes n pixels as megapixels, or as pixels below one.
+func pixelCount(n int64) string {
+	if n < 1e6 {
+		return fmt.Sprintf("%d pixels", n)
+	}
+	return fmt.Sprintf("%.1f MP", float64(n)/1e6)
+}
+
 func decodeError(what string, err error, budget *limitedReader) error {
 	switch {
 	case budget.over:
-		return fmt.Errorf("mam: %s: more input than any image within the pixel limit: %w", what, ErrImageTooLarge)
+		return fmt.Errorf("mam: %w: %s: more input than any image within the pixel limit", ErrImageTooLarge, what)
 	case errors.Is(err, errTooManyScans):
-		return fmt.Errorf("mam: %s: %w: %w", what, err, ErrImageFormat)
+		return fmt.Errorf("mam: %w: %s: %w", ErrImageFormat, what, err)
 	case errors.Is(err, image.ErrFormat):
-		return fmt.Errorf("mam: %s: not a PNG, JPEG, GIF or WebP image: %w", what, ErrImageFormat)
+		return fmt.Errorf("mam: %w: %s: not a PNG, JPEG, GIF or WebP image", ErrImageFormat, what)
 	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
-		return fmt.Errorf("mam: %s: the file is truncated: %w", what, ErrImageFormat)
+		return fmt.Errorf("mam: %w: %s: the file is truncated", ErrImageFormat, what)
 	}
-	return fmt.Errorf("mam: %s: %v: %w", what, err, ErrImageFormat)
+	return fmt.Errorf("mam: %w: %s: %v", ErrImageFormat, what, err)
 }
 
 // ReadImage decodes the image file at path as DecodeImage does.
@@ -125,7 +133,7 @@ func ReadImage(path string, opts ...ImageOption) (image.Image, error) {
 	}
 	defer f.Close()
 	if fi, err := f.Stat(); err == nil && fi.IsDir() {
-		return nil, fmt.Errorf("mam: %s is a directory, not an image: %w", path, ErrImageFormat)
+		return nil, fmt.Errorf("mam: %w: %s is a directory, not an image", ErrImageFormat, path)
 	}
 	img, _, err := DecodeImage(f, opts...)
 	if err != nil {
@@ -205,7 +213,7 @@ func toRGB(img image.Image) (*sam.RGB, error) {
 	b := img.Bounds()
 	w, h := b.Dx(), b.Dy()
 	if w > sam.MaxPixels/h {
-		return nil, fmt.Errorf("mam: image is %dx%d, more than %d pixels: %w", w, h, sam.MaxPixels, ErrImageTooLarge)
+		return nil, fmt.Errorf("mam: %w: image is %dx%d, more than %d pixels", ErrImageTooLarge, w, h, sam.MaxPixels)
 	}
 	out := &sam.RGB{W: w, H: h, Pix: make([]uint8, w*h*3)}
 	var row func(y int, o []uint8)

@@ -45,13 +45,13 @@ func WithForegroundOptions(o ForegroundOptions) OutputOption {
 // one alpha value per pixel.
 func (r *Result) check() error {
 	if r == nil {
-		return fmt.Errorf("mam: nil result: %w", ErrInvalidInput)
+		return fmt.Errorf("mam: %w: nil result", ErrInvalidInput)
 	}
 	if r.Width <= 0 || r.Height <= 0 || r.Width > math.MaxInt32/r.Height {
-		return fmt.Errorf("mam: result is %dx%d: %w", r.Width, r.Height, ErrInvalidInput)
+		return fmt.Errorf("mam: %w: result is %dx%d", ErrInvalidInput, r.Width, r.Height)
 	}
 	if len(r.Alpha) != r.Width*r.Height {
-		return fmt.Errorf("mam: result has %d alpha values for %dx%d pixels: %w", len(r.Alpha), r.Width, r.Height, ErrInvalidInput)
+		return fmt.Errorf("mam: %w: result has %d alpha values for %dx%d pixels", ErrInvalidInput, len(r.Alpha), r.Width, r.Height)
 	}
 	return nil
 }
@@ -162,7 +162,7 @@ func premul(v, a uint8) uint8 {
 // Foreground) or, with WithPlainColors, img's own colour.
 func (r *Result) Composite(img image.Image, bg color.Color, opts ...OutputOption) (*image.RGBA, error) {
 	if isNil(bg) {
-		return nil, fmt.Errorf("mam: composite: nil background colour: %w", ErrInvalidInput)
+		return nil, fmt.Errorf("mam: %w: composite: nil background colour", ErrInvalidInput)
 	}
 	c := color.RGBAModel.Convert(bg).(color.RGBA)
 	return r.composite(img, newOutputConfig(opts), func(y int, dst []float64) {
@@ -238,7 +238,7 @@ func premultipliedRGB(img image.Image) ([]uint8, error) {
 	b := img.Bounds()
 	w, h := b.Dx(), b.Dy()
 	if w > sam.MaxPixels/h {
-		return nil, fmt.Errorf("mam: image is %dx%d: %w", w, h, ErrImageTooLarge)
+		return nil, fmt.Errorf("mam: %w: image is %dx%d", ErrImageTooLarge, w, h)
 	}
 	out := make([]uint8, 3*w*h)
 	err := safeParallelRange(h, func(lo, hi int) {
@@ -332,7 +332,7 @@ func (r *Result) colorRows(rgb *sam.RGB, oc outputConfig, fn func(y int, src []u
 
 func (r *Result) sameSize(img image.Image) error {
 	if b := img.Bounds(); b.Dx() != r.Width || b.Dy() != r.Height {
-		return fmt.Errorf("mam: image is %dx%d, matte is %dx%d: %w", b.Dx(), b.Dy(), r.Width, r.Height, ErrInvalidInput)
+		return fmt.Errorf("mam: %w: image is %dx%d, matte is %dx%d", ErrInvalidInput, b.Dx(), b.Dy(), r.Width, r.Height)
 	}
 	return nil
 }
@@ -354,7 +354,7 @@ func (r *Result) WriteAlphaPNGWith(w io.Writer, bits int, c PNGCompression) erro
 	case 16:
 		return EncodePNG(w, r.Gray16(), c)
 	}
-	return fmt.Errorf("mam: alpha PNG depth %d: want 8 or 16: %w", bits, ErrInvalidInput)
+	return fmt.Errorf("mam: %w: alpha PNG depth %d: want 8 or 16", ErrInvalidInput, bits)
 }
 
 // ParseColor reads a colour name (green, blue, white, black, red) or a
@@ -383,7 +383,7 @@ func ParseColor(s string) (color.RGBA, error) {
 			return c, nil
 		}
 	}
-	return color.RGBA{}, fmt.Errorf("mam: colour %q: want a name (green, blue, white, black, red) or #rrggbb: %w", s, ErrInvalidInput)
+	return color.RGBA{}, fmt.Errorf("mam: %w: colour %q: want a name (green, blue, white, black, red) or #rrggbb", ErrInvalidInput, s)
 }
 
 func isHex(s string) bool {

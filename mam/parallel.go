@@ -27,7 +27,7 @@ func safeParallelRange(n int, fn func(lo, hi int)) (err error) {
 	if workers <= 1 {
 		defer func() {
 			if p := recover(); p != nil {
-				err = fmt.Errorf("mam: %v: %w", p, ErrInvalidInput)
+				err = fmt.Errorf("mam: %w: %v", ErrInvalidInput, p)
 			}
 		}()
 		fn(0, n)
@@ -45,7 +45,7 @@ func safeParallelRange(n int, fn func(lo, hi int)) (err error) {
 			defer wg.Done()
 			defer func() {
 				if p := recover(); p != nil {
-					once.Do(func() { err = fmt.Errorf("mam: %v: %w", p, ErrInvalidInput) })
+					once.Do(func() { err = fmt.Errorf("mam: %w: %v", ErrInvalidInput, p) })
 					next.Store(int64(chunks)) // the others stop early
 				}
 			}()

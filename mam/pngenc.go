@@ -48,7 +48,7 @@ func ParsePNGCompression(s string) (PNGCompression, error) {
 	case "none":
 		return PNGNoCompression, nil
 	}
-	return 0, fmt.Errorf("mam: PNG compression %q: want default, fast, small or none: %w", s, ErrInvalidInput)
+	return 0, fmt.Errorf("mam: %w: PNG compression %q: want default, fast, small or none", ErrInvalidInput, s)
 }
 
 func (c PNGCompression) level() int {
@@ -84,13 +84,13 @@ const pngBand = 1 << 20
 // opaque colour image as RGB; other types go through image/png.
 func EncodePNG(w io.Writer, img image.Image, c PNGCompression) error {
 	if isNil(w) {
-		return fmt.Errorf("mam: encode PNG: nil writer: %w", ErrInvalidInput)
+		return fmt.Errorf("mam: %w: encode PNG: nil writer", ErrInvalidInput)
 	}
 	if err := checkImage(img); err != nil {
 		return fmt.Errorf("mam: encode PNG: %w", err)
 	}
 	if c < PNGDefault || c > PNGNoCompression {
-		return fmt.Errorf("mam: encode PNG: compression %d: %w", c, ErrInvalidInput)
+		return fmt.Errorf("mam: %w: encode PNG: compression %d", ErrInvalidInput, c)
 	}
 	b := img.Bounds()
 	wd, ht := b.Dx(), b.Dy()
@@ -136,7 +136,7 @@ func EncodePNG(w io.Writer, img image.Image, c PNGCompression) error {
 	}
 	// bpp is the bytes per pixel, the filters' distance.
 	if int64(wd)*int64(bpp) > 1<<30 {
-		return fmt.Errorf("mam: encode PNG: %d pixel rows are too wide: %w", wd, ErrInvalidInput)
+		return fmt.Errorf("mam: %w: encode PNG: %d pixel rows are too wide", ErrInvalidInput, wd)
 	}
 	rowLen := wd * bpp
 	ew := &pngWriter{w: w}

@@ -54,22 +54,22 @@ func ParseMode(s string) (Mode, error) {
 // the prompt against the image.
 func (p Prompt) Validate() error {
 	if len(p.Points) == 0 && p.Box == nil {
-		return fmt.Errorf("mam: empty prompt: give a box or at least one point: %w", ErrPrompt)
+		return fmt.Errorf("mam: %w: empty prompt: give a box or at least one point", ErrPrompt)
 	}
 	for i, pt := range p.Points {
 		if !finite(pt.X) || !finite(pt.Y) {
-			return fmt.Errorf("mam: point %d (%v, %v) is not finite: %w", i, pt.X, pt.Y, ErrPrompt)
+			return fmt.Errorf("mam: %w: point %d (%v, %v) is not finite", ErrPrompt, i, pt.X, pt.Y)
 		}
 		if pt.Label != 0 && pt.Label != 1 {
-			return fmt.Errorf("mam: point %d has label %d, want 0 (background) or 1 (foreground): %w", i, pt.Label, ErrPrompt)
+			return fmt.Errorf("mam: %w: point %d has label %d, want 0 (background) or 1 (foreground)", ErrPrompt, i, pt.Label)
 		}
 	}
 	if b := p.Box; b != nil {
 		if !finite(b.X0) || !finite(b.Y0) || !finite(b.X1) || !finite(b.Y1) {
-			return fmt.Errorf("mam: box %v is not finite: %w", *b, ErrPrompt)
+			return fmt.Errorf("mam: %w: box %v is not finite", ErrPrompt, *b)
 		}
 		if b.X1 < b.X0 || b.Y1 < b.Y0 {
-			return fmt.Errorf("mam: box (%g, %g)-(%g, %g) is reversed: want x0 <= x1 and y0 <= y1: %w", b.X0, b.Y0, b.X1, b.Y1, ErrPrompt)
+			return fmt.Errorf("mam: %w: box (%g, %g)-(%g, %g) is reversed: want x0 <= x1 and y0 <= y1", ErrPrompt, b.X0, b.Y0, b.X1, b.Y1)
 		}
 	}
 	return nil

@@ -22,10 +22,10 @@ type AtomicFile struct {
 // CreateAtomic starts writing the file at path. The directory must exist.
 func CreateAtomic(path string) (*AtomicFile, error) {
 	if path == "" {
-		return nil, fmt.Errorf("mam: create: empty path: %w", ErrInvalidInput)
+		return nil, fmt.Errorf("mam: %w: create: empty path", ErrInvalidInput)
 	}
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-		return nil, fmt.Errorf("mam: create %s: is a directory: %w", path, ErrInvalidInput)
+		return nil, fmt.Errorf("mam: %w: create %s: is a directory", ErrInvalidInput, path)
 	}
 	dir, base := filepath.Split(path)
 	if dir == "" {
@@ -48,7 +48,7 @@ func CreateAtomic(path string) (*AtomicFile, error) {
 // Write writes to the temporary file.
 func (a *AtomicFile) Write(p []byte) (int, error) {
 	if a == nil || a.f == nil || a.done {
-		return 0, fmt.Errorf("mam: write to a closed or nil file: %w", ErrInvalidInput)
+		return 0, fmt.Errorf("mam: %w: write to a closed or nil file", ErrInvalidInput)
 	}
 	return a.f.Write(p)
 }
@@ -65,7 +65,7 @@ func (a *AtomicFile) Path() string {
 // the temporary file is removed.
 func (a *AtomicFile) Commit() error {
 	if a == nil || a.f == nil || a.done {
-		return fmt.Errorf("mam: commit of a closed or nil file: %w", ErrInvalidInput)
+		return fmt.Errorf("mam: %w: commit of a closed or nil file", ErrInvalidInput)
 	}
 	a.done = true
 	tmp := a.f.Name()
@@ -95,7 +95,7 @@ func (a *AtomicFile) Abort() {
 // AtomicFile: on any error the target is left as it was.
 func WriteFileAtomic(path string, write func(w io.Writer) error) error {
 	if write == nil {
-		return fmt.Errorf("mam: write %s: nil write function: %w", path, ErrInvalidInput)
+		return fmt.Errorf("mam: %w: write %s: nil write function", ErrInvalidInput, path)
 	}
 	a, err := CreateAtomic(path)
 	if err != nil {
