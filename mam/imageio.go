@@ -22,8 +22,8 @@ const DefaultMaxPixels = 64_000_000
 
 // maxJPEGScans bounds the scans of a progressive JPEG: each one walks the
 // whole image, and a crafted file with thousands of them decodes for
-// minutes. Encoders write about ten.
-const maxJPEGScans = 256
+// minutes. Encoders write about ten. (A variable for the tests.)
+var maxJPEGScans = 256
 
 // ImageOption configures DecodeImage and ReadImage.
 type ImageOption func(*imageConfig)
@@ -176,7 +176,7 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-var errTooManyScans = fmt.Errorf("more than %d progressive JPEG scans", maxJPEGScans)
+var errTooManyScans = errors.New("too many progressive JPEG scans")
 
 // scanCounter passes a JPEG stream through, failing once it has seen more
 // than max start-of-scan markers (0xFF 0xDA: entropy-coded data stuffs
@@ -189,15 +189,18 @@ type scanCounter struct {
 }
 
 func (s *scanCounter) Read(p []byte) (int, error) {
+	if s.scans > s.max {
+		return 0, fmt.Errorf("%w: more than %d", errTooManyScans, s.max)
+	}
 	n, err := s.r.Read(p)
-	for _, b := range p[:n] {
+	for i, b := range p[:n] {
 		if s.lastFF && b == 0xDA {
-			s.scans++
+			if s.scans++; s.scans > s.max {
+				// Hand over what comes before the marker; fail next time.
+				return i, nil
+			}
 		}
 		s.lastFF = b == 0xFF
-	}
-	if s.scans > s.max {
-		return 0, errTooManyScans
 	}
 	return n, err
 }

@@ -76,8 +76,9 @@ func (c PNGCompression) stdlib() png.CompressionLevel {
 }
 
 // pngBand is the number of raw bytes of one band of rows compressed on its
-// own: large enough that a fresh deflate window costs little.
-const pngBand = 1 << 20
+// own: large enough that a fresh deflate window costs little. (A variable
+// for the tests.)
+var pngBand = 1 << 20
 
 // EncodePNG writes img as a PNG with the compression c. Gray, Gray16, RGBA
 // and NRGBA images (those the package makes) are encoded in parallel, an
