@@ -293,7 +293,7 @@ const fgParallelMin = 1 << 15
 
 // fgChunk is the number of columns a sweep updates between two
 // publications of its progress.
-const fgChunk = 256
+const fgChunk = 1024
 
 // fgLead is how many rows the first sweep may run ahead of the last beyond
 // what the order needs, so that the goroutines rarely wait on each other.
@@ -442,7 +442,7 @@ func (p *fgProgress) notify(pos int64, src *fgProgress) {
 // wait returns once src has reached pos: it polls for a while, then sleeps
 // until src's goroutine wakes it.
 func (p *fgProgress) wait(src *fgProgress, pos int64) {
-	for i := 0; i < 4000; i++ {
+	for i := 0; i < 1000; i++ {
 		if src.pos.Load() >= pos {
 			return
 		}
@@ -469,14 +469,19 @@ func (p *fgProgress) wait(src *fgProgress, pos int64) {
 // or the row itself at the top (bottom).
 func fgRow3(F, B, Fu, Bu, Fd, Bd, img, a, au, ad []float32, x0, x1 int, reg, gw float32) {
 	w := len(a)
+	if x0 >= x1 {
+		return
+	}
 	F, B, img = F[:3*w], B[:3*w], img[:3*w]
 	Fu, Bu, Fd, Bd = Fu[:3*w], Bu[:3*w], Fd[:3*w], Bd[:3*w]
 	au, ad = au[:w], ad[:w]
+	// The left neighbour's values, carried from one pixel to the next.
+	xl := max(x0-1, 0)
+	fl0, fl1, fl2 := F[3*xl], F[3*xl+1], F[3*xl+2]
+	bl0, bl1, bl2 := B[3*xl], B[3*xl+1], B[3*xl+2]
+	al := a[xl]
 	for x := x0; x < x1; x++ {
-		xl, xr := x-1, x+1
-		if x == 0 {
-			xl = 0
-		}
+		xr := x + 1
 		if x == w-1 {
 			xr = w - 1
 		}
@@ -485,7 +490,7 @@ func fgRow3(F, B, Fu, Bu, Fd, Bd, img, a, au, ad []float32, x0, x1 int, reg, gw 
 		a00 := a0 * a0
 		a01 := float64(a0) * a1
 		a11 := a1 * a1
-		dl := reg + float32(gw*abs32(a0-a[xl]))
+		dl := reg + float32(gw*abs32(a0-al))
 		dr := reg + float32(gw*abs32(a0-a[xr]))
 		du := reg + float32(gw*abs32(a0-au[x]))
 		dd := reg + float32(gw*abs32(a0-ad[x]))
@@ -499,25 +504,66 @@ func fgRow3(F, B, Fu, Bu, Fd, Bd, img, a, au, ad []float32, x0, x1 int, reg, gw 
 		a11 += float64(dd)
 		inv := 1 / (float64(float64(a00)*a11) - float64(a01*a01))
 		b00, b01, b11 := inv*a11, inv*-a01, inv*float64(a00)
-		l, r, i := 3*xl, 3*xr, 3*x
-		for c := 0; c < 3; c++ {
-			v := img[i+c]
-			b0 := a0 * v
-			b1 := float32(a1 * float64(v))
-			b0 += float32(dl * F[l+c])
-			b1 += float32(dl * B[l+c])
-			b0 += float32(dr * F[r+c])
-			b1 += float32(dr * B[r+c])
-			b0 += float32(du * Fu[i+c])
-			b1 += float32(du * Bu[i+c])
-			b0 += float32(dd * Fd[i+c])
-			b1 += float32(dd * Bd[i+c])
-			fc := float64(b00*float64(b0)) + float64(b01*float64(b1))
-			bc := float64(b01*float64(b0)) + float64(b11*float64(b1))
-			F[i+c] = float32(max(0, min(1, fc)))
-			B[i+c] = float32(max(0, min(1, bc)))
-		}
+		i, r := 3*x, 3*xr
+		fr, br := F[r:r+3], B[r:r+3]
+		fu, bu, fd, bd, v := Fu[i:i+3], Bu[i:i+3], Fd[i:i+3], Bd[i:i+3], img[i:i+3]
+
+		b0 := a0 * v[0]
+		b1 := float32(a1 * float64(v[0]))
+		b0 += float32(dl * fl0)
+		b1 += float32(dl * bl0)
+		b0 += float32(dr * fr[0])
+		b1 += float32(dr * br[0])
+		b0 += float32(du * fu[0])
+		b1 += float32(du * bu[0])
+		b0 += float32(dd * fd[0])
+		b1 += float32(dd * bd[0])
+		fl0 = clamp01f(float64(b00*float64(b0)) + float64(b01*float64(b1)))
+		bl0 = clamp01f(float64(b01*float64(b0)) + float64(b11*float64(b1)))
+
+		b0 = a0 * v[1]
+		b1 = float32(a1 * float64(v[1]))
+		b0 += float32(dl * fl1)
+		b1 += float32(dl * bl1)
+		b0 += float32(dr * fr[1])
+		b1 += float32(dr * br[1])
+		b0 += float32(du * fu[1])
+		b1 += float32(du * bu[1])
+		b0 += float32(dd * fd[1])
+		b1 += float32(dd * bd[1])
+		fl1 = clamp01f(float64(b00*float64(b0)) + float64(b01*float64(b1)))
+		bl1 = clamp01f(float64(b01*float64(b0)) + float64(b11*float64(b1)))
+
+		b0 = a0 * v[2]
+		b1 = float32(a1 * float64(v[2]))
+		b0 += float32(dl * fl2)
+		b1 += float32(dl * bl2)
+		b0 += float32(dr * fr[2])
+		b1 += float32(dr * br[2])
+		b0 += float32(du * fu[2])
+		b1 += float32(du * bu[2])
+		b0 += float32(dd * fd[2])
+		b1 += float32(dd * bd[2])
+		fl2 = clamp01f(float64(b00*float64(b0)) + float64(b01*float64(b1)))
+		bl2 = clamp01f(float64(b01*float64(b0)) + float64(b11*float64(b1)))
+
+		f, bb := F[i:i+3], B[i:i+3]
+		f[0], f[1], f[2] = fl0, fl1, fl2
+		bb[0], bb[1], bb[2] = bl0, bl1, bl2
+		al = a0
 	}
+}
+
+// clamp01f is pymatting's max(0, min(1, v)), rounded to float32 (NaN
+// gives 0).
+func clamp01f(v float64) float32 {
+	if !(v > 0) {
+		return 0
+	}
+	if v > 1 {
+		return 1
+	}
+	return float32(v)
 }
 
 func abs32(v float32) float32 {

@@ -3,6 +3,7 @@ package mam
 import (
 	"errors"
 	"image"
+	"io"
 	"math"
 	"math/rand"
 	"path/filepath"
@@ -189,4 +190,49 @@ func BenchmarkForeground1MP(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkCutout12MP makes the cutout of a 12 MP photo (foreground
+// estimation included) and encodes it as PNG (PNGFast): the write stage of
+// the matte command with -cutout.
+func BenchmarkCutout12MP(b *testing.B) {
+	r, img := fgBenchData(4000, 3000)
+	for y := 0; y < 3000; y++ { // photo-like colours rather than noise
+		for x := 0; x < 4000; x++ {
+			i := img.PixOffset(x, y)
+			img.Pix[i], img.Pix[i+1], img.Pix[i+2], img.Pix[i+3] = uint8(x/16+y%7), uint8(y/12), uint8((x+y)/28), 255
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		cut, err := r.Cutout(img)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := EncodePNG(io.Discard, cut, PNGFast); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkFgRow3 times the pixel update of the estimation (ns per pixel,
+// three channels).
+func BenchmarkFgRow3(b *testing.B) {
+	const w = 4096
+	rng := rand.New(rand.NewSource(1))
+	mk := func(n int) []float32 {
+		s := make([]float32, n)
+		for i := range s {
+			s[i] = rng.Float32()
+		}
+		return s
+	}
+	F, B, Fu, Bu, Fd, Bd, img := mk(3*w), mk(3*w), mk(3*w), mk(3*w), mk(3*w), mk(3*w), mk(3*w)
+	a, au, ad := mk(w), mk(w), mk(w)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		fgRow3(F, B, Fu, Bu, Fd, Bd, img, a, au, ad, 0, w, 1e-5, 1)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*w), "ns/px")
 }

@@ -229,3 +229,35 @@ func TestAtomicFile(t *testing.T) {
 		t.Fatal("missing directory: no error")
 	}
 }
+
+// A device is written directly (never replaced by a file); a symbolic link
+// is written through.
+func TestAtomicFileSpecialTargets(t *testing.T) {
+	a, err := CreateAtomic(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Write([]byte("x"))
+	if err := a.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(os.DevNull); err != nil || fi.Mode().IsRegular() {
+		t.Fatalf("%s became %v (%v)", os.DevNull, fi.Mode(), err)
+	}
+	dir := t.TempDir()
+	real := filepath.Join(dir, "real.png")
+	link := filepath.Join(dir, "link.png")
+	os.WriteFile(real, []byte("old"), 0o644)
+	if err := os.Symlink(real, link); err != nil {
+		t.Skip(err)
+	}
+	if err := WriteFileAtomic(link, func(w io.Writer) error { _, err := w.Write([]byte("new")); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(real); string(b) != "new" {
+		t.Errorf("through the link: %q", b)
+	}
+	if fi, _ := os.Lstat(link); fi.Mode()&os.ModeSymlink == 0 {
+		t.Error("the link was replaced")
+	}
+}

@@ -12,11 +12,15 @@ import (
 // AtomicFile is a file written under a temporary name in its target's
 // directory and renamed to the target by Commit, so that the target is
 // either left as it was or replaced by a complete file: a failed or
-// interrupted write leaves no partial file under the target's name.
+// interrupted write leaves no partial file under the target's name. A
+// target that is a symbolic link is written through the link; one that
+// exists and is not a regular file (a device such as /dev/null, a named
+// pipe) is written directly.
 type AtomicFile struct {
-	f    *os.File
-	path string
-	done bool
+	f      *os.File
+	path   string
+	direct bool
+	done   bool
 }
 
 // CreateAtomic starts writing the file at path. The directory must exist.
@@ -24,25 +28,44 @@ func CreateAtomic(path string) (*AtomicFile, error) {
 	if path == "" {
 		return nil, fmt.Errorf("mam: %w: create: empty path", ErrInvalidInput)
 	}
-	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-		return nil, fmt.Errorf("mam: %w: create %s: is a directory", ErrInvalidInput, path)
+	target := path
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		if t, err := filepath.EvalSymlinks(path); err == nil {
+			target = t
+		}
 	}
-	dir, base := filepath.Split(path)
+	if fi, err := os.Stat(target); err == nil {
+		if fi.IsDir() {
+			return nil, fmt.Errorf("mam: %w: create %s: is a directory", ErrInvalidInput, path)
+		}
+		if !fi.Mode().IsRegular() {
+			f, err := os.OpenFile(target, os.O_WRONLY, 0)
+			if err != nil {
+				return nil, fmt.Errorf("mam: cannot write %s: %w", path, unwrapPath(err))
+			}
+			return &AtomicFile{f: f, path: target, direct: true}, nil
+		}
+	}
+	dir, base := filepath.Split(target)
 	if dir == "" {
 		dir = "."
 	}
 	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
 	if err != nil {
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		return nil, fmt.Errorf("mam: cannot write %s: %w", path, err)
+		return nil, fmt.Errorf("mam: cannot write %s: %w", path, unwrapPath(err))
 	}
 	// CreateTemp makes the file private; give it os.Create's mode less the
 	// usual umask.
 	_ = f.Chmod(0o644)
-	return &AtomicFile{f: f, path: path}, nil
+	return &AtomicFile{f: f, path: target}, nil
+}
+
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // Write writes to the temporary file.
@@ -68,6 +91,12 @@ func (a *AtomicFile) Commit() error {
 		return fmt.Errorf("mam: %w: commit of a closed or nil file", ErrInvalidInput)
 	}
 	a.done = true
+	if a.direct {
+		if err := a.f.Close(); err != nil {
+			return fmt.Errorf("mam: write %s: %w", a.path, err)
+		}
+		return nil
+	}
 	tmp := a.f.Name()
 	if err := a.f.Close(); err != nil {
 		os.Remove(tmp)
@@ -88,7 +117,9 @@ func (a *AtomicFile) Abort() {
 	}
 	a.done = true
 	a.f.Close()
-	os.Remove(a.f.Name())
+	if !a.direct {
+		os.Remove(a.f.Name())
+	}
 }
 
 // WriteFileAtomic writes the file at path with write, through an

@@ -186,8 +186,8 @@ func parseFlags(args []string, stdout io.Writer) (*config, error) {
 	if c.png, err = mam.ParsePNGCompression(pngFlag); err != nil {
 		return nil, usagef("-png %q: want fast, default, small or none", pngFlag)
 	}
-	if c.threads < 0 {
-		return nil, usagef("-threads %d: want a positive number (0: all cores)", c.threads)
+	if c.threads < 0 || c.threads > 1024 {
+		return nil, usagef("-threads %d: want 1 to 1024 (0: all cores)", c.threads)
 	}
 	if c.maxPixels, err = parsePixels(maxPixels); err != nil {
 		return nil, usagef("-max-pixels %q: want a positive number of pixels such as 64M or 2000000", maxPixels)
@@ -356,8 +356,21 @@ func (c *config) outputs() error {
 // checkWritable checks that path could be created: its directory exists
 // and takes a new file, and path itself is not a directory.
 func checkWritable(flagName, path string) error {
-	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-		return usagef("%s %s is a directory", flagName, path)
+	if fi, err := os.Stat(path); err == nil {
+		if fi.IsDir() {
+			return usagef("%s %s is a directory", flagName, path)
+		}
+		if !fi.Mode().IsRegular() { // a device or a pipe: written directly
+			f, err := os.OpenFile(path, os.O_WRONLY, 0)
+			if err != nil {
+				return usagef("%s %s: cannot write it", flagName, path)
+			}
+			f.Close()
+			return nil
+		}
+		if t, err := filepath.EvalSymlinks(path); err == nil {
+			path = t
+		}
 	}
 	dir := filepath.Dir(path)
 	fi, err := os.Stat(dir)
