@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"math"
 	"reflect"
 )
 
@@ -73,6 +74,8 @@ func pixBufferFits(img image.Image) bool {
 		return pix >= (r.Dy()-1)*stride+r.Dx()*bpp
 	}
 	switch m := img.(type) {
+	case *RGB:
+		return m.W > 0 && m.H > 0 && m.W <= math.MaxInt32/m.H && len(m.Pix) == 3*m.W*m.H
 	case *image.RGBA:
 		return fits(len(m.Pix), m.Stride, 4, m.Rect)
 	case *image.NRGBA:

@@ -73,8 +73,8 @@ func EstimateForeground(img, alpha []float32, w, h int, o ForegroundOptions) ([]
 		return nil, err
 	}
 	out := make([]float32, len(img))
-	estimateForeground(fgImageF32{pix: img, w: w}, alpha, w, h, o, func(y int, F []float32) {
-		copy(out[3*w*y:], F)
+	estimateForeground(fgImageF32{pix: img, w: w}, alpha, w, h, o, func(y int, fb []float32) {
+		fgCopyF(out[3*w*y:3*w*(y+1)], fb)
 	})
 	return out, nil
 }
@@ -109,13 +109,21 @@ func (r *Result) Foreground(img image.Image, opts ...OutputOption) ([]float32, e
 	}
 	w := r.Width
 	out := make([]float32, w*r.Height*3)
-	r.foregroundRows(rgb, oc.fg, func(y int, F []float32) { copy(out[3*w*y:], F) })
+	r.foregroundRows(rgb, oc.fg, func(y int, fb []float32) { fgCopyF(out[3*w*y:3*w*(y+1)], fb) })
 	return out, nil
 }
 
+// fgCopyF copies the foreground colours of an emitted row (8 values per
+// pixel) to dst (3 per pixel).
+func fgCopyF(dst, fb []float32) {
+	for x := 0; x < len(dst)/3; x++ {
+		dst[3*x], dst[3*x+1], dst[3*x+2] = fb[8*x], fb[8*x+1], fb[8*x+2]
+	}
+}
+
 // foregroundRows estimates the foreground of an 8-bit image and hands its
-// rows, in order, to emit (3*Width values in [0, 1]; emit must not keep
-// the slice).
+// rows, in order, to emit (8 values per pixel, the foreground's R, G, B in
+// [0, 1] first; emit must not keep the slice).
 func (r *Result) foregroundRows(rgb *sam.RGB, o ForegroundOptions, emit func(y int, F []float32)) {
 	im := fgImageU8{pix: rgb.Pix, w: rgb.W}
 	for i := range im.lut {
@@ -125,7 +133,8 @@ func (r *Result) foregroundRows(rgb *sam.RGB, o ForegroundOptions, emit func(y i
 }
 
 // fgImage gives the estimator rows of the input image: the colours of row
-// y at columns xs (every column when xs is nil), 3 values per pixel.
+// y at columns xs (every column when xs is nil), 4 values per pixel (R, G,
+// B, 0).
 type fgImage interface {
 	row(y int, xs []int, dst []float32)
 }
@@ -138,11 +147,15 @@ type fgImageF32 struct {
 func (m fgImageF32) row(y int, xs []int, dst []float32) {
 	src := m.pix[3*m.w*y : 3*m.w*(y+1)]
 	if xs == nil {
-		copy(dst, src)
+		for x := 0; x < m.w; x++ {
+			d := dst[4*x : 4*x+4]
+			d[0], d[1], d[2], d[3] = src[3*x], src[3*x+1], src[3*x+2], 0
+		}
 		return
 	}
 	for x, sx := range xs {
-		dst[3*x], dst[3*x+1], dst[3*x+2] = src[3*sx], src[3*sx+1], src[3*sx+2]
+		d := dst[4*x : 4*x+4]
+		d[0], d[1], d[2], d[3] = src[3*sx], src[3*sx+1], src[3*sx+2], 0
 	}
 }
 
@@ -157,13 +170,15 @@ type fgImageU8 struct {
 func (m *fgImageU8) row(y int, xs []int, dst []float32) {
 	src := m.pix[3*m.w*y : 3*m.w*(y+1)]
 	if xs == nil {
-		for i, v := range src {
-			dst[i] = m.lut[v]
+		for x := 0; x < m.w; x++ {
+			d := dst[4*x : 4*x+4]
+			d[0], d[1], d[2], d[3] = m.lut[src[3*x]], m.lut[src[3*x+1]], m.lut[src[3*x+2]], 0
 		}
 		return
 	}
 	for x, sx := range xs {
-		dst[3*x], dst[3*x+1], dst[3*x+2] = m.lut[src[3*sx]], m.lut[src[3*sx+1]], m.lut[src[3*sx+2]]
+		d := dst[4*x : 4*x+4]
+		d[0], d[1], d[2], d[3] = m.lut[src[3*sx]], m.lut[src[3*sx+1]], m.lut[src[3*sx+2]], 0
 	}
 }
 
@@ -179,8 +194,9 @@ func nearestIndex(n, size int) []int {
 
 // estimateForeground runs the multi-level estimation over the three
 // channels at once (they do not interact: each channel's values are
-// computed in pymatting's order) and emits the finest level's foreground
-// rows in order. Every level but the finest keeps its F and B planes, for
+// computed in pymatting's order) and emits the finest level's rows in
+// order: 8 values per pixel, the foreground's R, G, B, 0 then the
+// background's. Every level but the finest keeps its F and B planes, for
 // the next level to start from; the finest level runs in a window of rows
 // (see fgPass), so its planes are never held whole.
 func estimateForeground(img fgImage, alpha []float32, w0, h0 int, o ForegroundOptions, emit func(y int, F []float32)) {
@@ -192,20 +208,20 @@ func estimateForeground(img fgImage, alpha []float32, w0, h0 int, o ForegroundOp
 	// float32 in row-major order as pymatting does.
 	var fSum, bSum [3]float32
 	fCount, bCount := 0, 0
-	row := make([]float32, 3*w0)
+	row := make([]float32, 4*w0)
 	for y := 0; y < h0; y++ {
 		img.row(y, nil, row)
 		for x, a := range alpha[y*w0 : (y+1)*w0] {
 			if a > 0.9 {
-				fSum[0] += row[3*x]
-				fSum[1] += row[3*x+1]
-				fSum[2] += row[3*x+2]
+				fSum[0] += row[4*x]
+				fSum[1] += row[4*x+1]
+				fSum[2] += row[4*x+2]
 				fCount++
 			}
 			if a < 0.1 {
-				bSum[0] += row[3*x]
-				bSum[1] += row[3*x+1]
-				bSum[2] += row[3*x+2]
+				bSum[0] += row[4*x]
+				bSum[1] += row[4*x+1]
+				bSum[2] += row[4*x+2]
 				bCount++
 			}
 		}
@@ -245,22 +261,26 @@ func estimateForeground(img fgImage, alpha []float32, w0, h0 int, o ForegroundOp
 		}
 		pxs, pys := nearestIndex(w, wPrev), nearestIndex(h, hPrev)
 		fp, bp, wp := fPrev, bPrev, wPrev
-		p.init = func(y int, F, B []float32) {
+		p.init = func(y int, FB []float32) {
 			fr, br := fp[3*wp*pys[y]:], bp[3*wp*pys[y]:]
 			for x, sx := range pxs {
-				F[3*x], F[3*x+1], F[3*x+2] = fr[3*sx], fr[3*sx+1], fr[3*sx+2]
-				B[3*x], B[3*x+1], B[3*x+2] = br[3*sx], br[3*sx+1], br[3*sx+2]
+				d := FB[8*x : 8*x+8]
+				d[0], d[1], d[2], d[3] = fr[3*sx], fr[3*sx+1], fr[3*sx+2], 0
+				d[4], d[5], d[6], d[7] = br[3*sx], br[3*sx+1], br[3*sx+2], 0
 			}
 		}
 		if i == n {
-			p.emit = func(y int, F, B []float32) { emit(y, F) }
+			p.emit = emit
 			p.run()
 			return
 		}
 		fNext, bNext := make([]float32, 3*w*h), make([]float32, 3*w*h)
-		p.emit = func(y int, F, B []float32) {
-			copy(fNext[3*w*y:], F)
-			copy(bNext[3*w*y:], B)
+		p.emit = func(y int, FB []float32) {
+			f, b := fNext[3*w*y:3*w*(y+1)], bNext[3*w*y:3*w*(y+1)]
+			for x := range w {
+				f[3*x], f[3*x+1], f[3*x+2] = FB[8*x], FB[8*x+1], FB[8*x+2]
+				b[3*x], b[3*x+1], b[3*x+2] = FB[8*x+4], FB[8*x+5], FB[8*x+6]
+			}
 		}
 		p.run()
 		fPrev, bPrev, wPrev, hPrev = fNext, bNext, w, h
@@ -280,11 +300,12 @@ type fgPass struct {
 	reg, gw      float32
 	alpha        []float32
 	img          func(y int, dst []float32)
-	init         func(y int, F, B []float32)
-	emit         func(y int, F, B []float32)
+	init         func(y int, FB []float32)
+	emit         func(y int, FB []float32)
 
-	ring   int // rows held
-	fr, br [][]float32
+	ring int         // rows held
+	fb   [][]float32 // per row, per pixel F (R, G, B, 0) then B (R, G, B, 0)
+	im   [][]float32 // per row, the image's colours (R, G, B, 0)
 }
 
 // fgParallelMin is the smallest level (in pixels) whose sweeps run on
@@ -295,69 +316,75 @@ const fgParallelMin = 1 << 15
 // publications of its progress.
 const fgChunk = 1024
 
+// fgSlack is how far past what it needs a sweep that had to sleep waits
+// for the sweep before it to be.
+const fgSlack = 4 * fgChunk
+
 // fgLead is how many rows the first sweep may run ahead of the last beyond
 // what the order needs, so that the goroutines rarely wait on each other.
 const fgLead = 8
 
-func (p *fgPass) slot(y int) ([]float32, []float32) { return p.fr[y%p.ring], p.br[y%p.ring] }
+func (p *fgPass) slot(y int) []float32 { return p.fb[y%p.ring] }
+
+// enter brings row y into the window: its starting F and B, its colours.
+func (p *fgPass) enter(y int) {
+	p.init(y, p.fb[y%p.ring])
+	p.img(y, p.im[y%p.ring])
+}
 
 func (p *fgPass) run() {
 	w, h, K := p.w, p.h, p.sweeps
 	if K == 0 {
+		FB := make([]float32, 8*w)
 		for y := 0; y < h; y++ {
-			F, B := make([]float32, 3*w), make([]float32, 3*w)
-			p.init(y, F, B)
-			p.emit(y, F, B)
+			p.init(y, FB)
+			p.emit(y, FB)
 		}
 		return
 	}
 	parallel := runtime.GOMAXPROCS(0) > 1 && K > 1 && w*h >= fgParallelMin && h > 2
 	p.ring = min(h, K+2)
 	if parallel {
-		p.ring = min(h, K+3+fgLead)
+		// Each sweep may sleep until the one before is a row further than
+		// it needs: 2K rows and a lead keep the first sweep from ever
+		// waiting for a slot the last one cannot free.
+		p.ring = min(h, 2*K+3+fgLead)
 	}
-	p.fr, p.br = make([][]float32, p.ring), make([][]float32, p.ring)
-	for i := range p.fr {
-		p.fr[i], p.br[i] = make([]float32, 3*w), make([]float32, 3*w)
+	p.fb, p.im = make([][]float32, p.ring), make([][]float32, p.ring)
+	for i := range p.fb {
+		p.fb[i], p.im[i] = make([]float32, 8*w), make([]float32, 4*w)
 	}
-	p.init(0, p.fr[0], p.br[0])
+	p.enter(0)
 	if h > 1 {
-		p.init(1, p.fr[1%p.ring], p.br[1%p.ring])
+		p.enter(1)
 	}
 	if parallel {
 		p.runParallel()
 		return
 	}
-	img := make([]float32, 3*w)
 	// Step t: sweep k updates row t-k, after sweep k-1 updated row t-k+1.
 	for t := 0; t < h+K-1; t++ {
 		if t+1 < h && t >= 1 {
-			F, B := p.slot(t + 1)
-			p.init(t+1, F, B)
+			p.enter(t + 1)
 		}
 		for k := 0; k < K; k++ {
 			y := t - k
 			if y < 0 || y >= h {
 				continue
 			}
-			p.img(y, img)
-			p.row(y, img, 0, w)
+			p.row(y, 0, w)
 			if k == K-1 {
-				F, B := p.slot(y)
-				p.emit(y, F, B)
+				p.emit(y, p.slot(y))
 			}
 		}
 	}
 }
 
 // row updates columns [x0, x1) of row y.
-func (p *fgPass) row(y int, img []float32, x0, x1 int) {
+func (p *fgPass) row(y int, x0, x1 int) {
 	up, down := max(y-1, 0), min(y+1, p.h-1)
-	F, B := p.slot(y)
-	Fu, Bu := p.slot(up)
-	Fd, Bd := p.slot(down)
 	w := p.w
-	fgRow3(F, B, Fu, Bu, Fd, Bd, img, p.alpha[y*w:(y+1)*w], p.alpha[up*w:(up+1)*w], p.alpha[down*w:(down+1)*w], x0, x1, p.reg, p.gw)
+	fgRow(p.slot(y), p.slot(up), p.slot(down), p.im[y%p.ring], p.alpha[y*w:(y+1)*w], p.alpha[up*w:(up+1)*w], p.alpha[down*w:(down+1)*w], x0, x1, p.reg, p.gw)
 }
 
 // runParallel runs each sweep on its own goroutine. Progress is counted in
@@ -377,25 +404,24 @@ func (p *fgPass) runParallel() {
 	for k := 0; k < K; k++ {
 		go func(k int) {
 			defer func() { done <- struct{}{} }()
-			img := make([]float32, 3*w)
 			me := &prog[k]
 			for y := 0; y < h; y++ {
 				if k == 0 && y+1 < h && y >= 1 {
 					// Row y+1 takes the slot of row y+1-ring, which the
 					// last sweep reads last when it updates row y+2-ring.
 					if y+1 >= p.ring {
-						me.wait(&prog[K-1], int64(y+3-p.ring)*int64(w))
+						need := int64(y+3-p.ring) * int64(w)
+						me.wait(&prog[K-1], need, need+int64(w))
 					}
-					F, B := p.slot(y + 1)
-					p.init(y+1, F, B)
+					p.enter(y + 1)
 				}
-				p.img(y, img)
 				for x0 := 0; x0 < w; x0 += fgChunk {
 					x1 := min(x0+fgChunk, w)
 					if k > 0 {
-						me.wait(&prog[k-1], min(int64(y+1)*int64(w)+int64(x1), total))
+						need := int64(y+1)*int64(w) + int64(x1)
+						me.wait(&prog[k-1], min(need, total), min(need+int64(min(fgSlack, w)), total))
 					}
-					p.row(y, img, x0, x1)
+					p.row(y, x0, x1)
 					pos := int64(y)*int64(w) + int64(x1)
 					me.publish(pos)
 					if k+1 < K {
@@ -403,8 +429,7 @@ func (p *fgPass) runParallel() {
 					}
 				}
 				if k == K-1 {
-					F, B := p.slot(y)
-					p.emit(y, F, B)
+					p.emit(y, p.slot(y))
 					// The first sweep waits on the last one's progress
 					// past the emitted row.
 					prog[0].notify(me.pos.Load(), me)
@@ -439,46 +464,49 @@ func (p *fgProgress) notify(pos int64, src *fgProgress) {
 	}
 }
 
-// wait returns once src has reached pos: it polls for a while, then sleeps
-// until src's goroutine wakes it.
-func (p *fgProgress) wait(src *fgProgress, pos int64) {
-	for i := 0; i < 1000; i++ {
+// wait returns once src has reached pos. It polls for a while; if src is
+// not there by then, it sleeps until src reaches slack (>= pos, at most
+// one row further), so that a sweep that catches up with the one before
+// it sleeps once for several chunks rather than at every chunk.
+func (p *fgProgress) wait(src *fgProgress, pos, slack int64) {
+	for i := 0; i < 200; i++ {
 		if src.pos.Load() >= pos {
 			return
 		}
 	}
 	for {
-		p.want.Store(pos)
-		if src.pos.Load() >= pos {
+		p.want.Store(slack)
+		if src.pos.Load() >= slack {
 			p.want.Store(-1)
 			return
 		}
 		<-p.wake
-		if src.pos.Load() >= pos {
+		if src.pos.Load() >= slack {
 			p.want.Store(-1)
 			return
 		}
 	}
 }
 
-// fgRow3 updates pixels [x0, x1) of a row of three-channel F and B planes:
-// for each pixel the closed-form solution of the 2x2 system of pymatting's
-// _estimate_fb_ml from the current values of its four neighbours (left,
-// right, up, down, clamped at the border), with its float32 and float64
-// steps in its order. Fu, Bu, au (Fd, Bd, ad) are the rows above (below),
-// or the row itself at the top (bottom).
-func fgRow3(F, B, Fu, Bu, Fd, Bd, img, a, au, ad []float32, x0, x1 int, reg, gw float32) {
+// fgRowGo updates pixels [x0, x1) of a row: for each pixel the
+// closed-form solution of the 2x2 system of pymatting's _estimate_fb_ml
+// from the current values of its four neighbours (left, right, up, down,
+// clamped at the border), with its float32 and float64 steps in its order.
+// fb, fbu and fbd are the row, the row above and the row below (the row
+// itself at the top and bottom) with 8 values per pixel: F's R, G, B, 0,
+// then B's; img has 4 per pixel (R, G, B, 0), a, au, ad one alpha each.
+// fgRow is this function, or the same computation in assembly.
+func fgRowGo(fb, fbu, fbd, img, a, au, ad []float32, x0, x1 int, reg, gw float32) {
 	w := len(a)
 	if x0 >= x1 {
 		return
 	}
-	F, B, img = F[:3*w], B[:3*w], img[:3*w]
-	Fu, Bu, Fd, Bd = Fu[:3*w], Bu[:3*w], Fd[:3*w], Bd[:3*w]
+	fb, fbu, fbd, img = fb[:8*w], fbu[:8*w], fbd[:8*w], img[:4*w]
 	au, ad = au[:w], ad[:w]
 	// The left neighbour's values, carried from one pixel to the next.
 	xl := max(x0-1, 0)
-	fl0, fl1, fl2 := F[3*xl], F[3*xl+1], F[3*xl+2]
-	bl0, bl1, bl2 := B[3*xl], B[3*xl+1], B[3*xl+2]
+	l := fb[8*xl : 8*xl+8]
+	fl0, fl1, fl2, bl0, bl1, bl2 := l[0], l[1], l[2], l[4], l[5], l[6]
 	al := a[xl]
 	for x := x0; x < x1; x++ {
 		xr := x + 1
@@ -504,20 +532,18 @@ func fgRow3(F, B, Fu, Bu, Fd, Bd, img, a, au, ad []float32, x0, x1 int, reg, gw 
 		a11 += float64(dd)
 		inv := 1 / (float64(float64(a00)*a11) - float64(a01*a01))
 		b00, b01, b11 := inv*a11, inv*-a01, inv*float64(a00)
-		i, r := 3*x, 3*xr
-		fr, br := F[r:r+3], B[r:r+3]
-		fu, bu, fd, bd, v := Fu[i:i+3], Bu[i:i+3], Fd[i:i+3], Bd[i:i+3], img[i:i+3]
+		r, u, d, v := fb[8*xr:8*xr+8], fbu[8*x:8*x+8], fbd[8*x:8*x+8], img[4*x:4*x+4]
 
 		b0 := a0 * v[0]
 		b1 := float32(a1 * float64(v[0]))
 		b0 += float32(dl * fl0)
 		b1 += float32(dl * bl0)
-		b0 += float32(dr * fr[0])
-		b1 += float32(dr * br[0])
-		b0 += float32(du * fu[0])
-		b1 += float32(du * bu[0])
-		b0 += float32(dd * fd[0])
-		b1 += float32(dd * bd[0])
+		b0 += float32(dr * r[0])
+		b1 += float32(dr * r[4])
+		b0 += float32(du * u[0])
+		b1 += float32(du * u[4])
+		b0 += float32(dd * d[0])
+		b1 += float32(dd * d[4])
 		fl0 = clamp01f(float64(b00*float64(b0)) + float64(b01*float64(b1)))
 		bl0 = clamp01f(float64(b01*float64(b0)) + float64(b11*float64(b1)))
 
@@ -525,12 +551,12 @@ func fgRow3(F, B, Fu, Bu, Fd, Bd, img, a, au, ad []float32, x0, x1 int, reg, gw 
 		b1 = float32(a1 * float64(v[1]))
 		b0 += float32(dl * fl1)
 		b1 += float32(dl * bl1)
-		b0 += float32(dr * fr[1])
-		b1 += float32(dr * br[1])
-		b0 += float32(du * fu[1])
-		b1 += float32(du * bu[1])
-		b0 += float32(dd * fd[1])
-		b1 += float32(dd * bd[1])
+		b0 += float32(dr * r[1])
+		b1 += float32(dr * r[5])
+		b0 += float32(du * u[1])
+		b1 += float32(du * u[5])
+		b0 += float32(dd * d[1])
+		b1 += float32(dd * d[5])
 		fl1 = clamp01f(float64(b00*float64(b0)) + float64(b01*float64(b1)))
 		bl1 = clamp01f(float64(b01*float64(b0)) + float64(b11*float64(b1)))
 
@@ -538,18 +564,18 @@ func fgRow3(F, B, Fu, Bu, Fd, Bd, img, a, au, ad []float32, x0, x1 int, reg, gw 
 		b1 = float32(a1 * float64(v[2]))
 		b0 += float32(dl * fl2)
 		b1 += float32(dl * bl2)
-		b0 += float32(dr * fr[2])
-		b1 += float32(dr * br[2])
-		b0 += float32(du * fu[2])
-		b1 += float32(du * bu[2])
-		b0 += float32(dd * fd[2])
-		b1 += float32(dd * bd[2])
+		b0 += float32(dr * r[2])
+		b1 += float32(dr * r[6])
+		b0 += float32(du * u[2])
+		b1 += float32(du * u[6])
+		b0 += float32(dd * d[2])
+		b1 += float32(dd * d[6])
 		fl2 = clamp01f(float64(b00*float64(b0)) + float64(b01*float64(b1)))
 		bl2 = clamp01f(float64(b01*float64(b0)) + float64(b11*float64(b1)))
 
-		f, bb := F[i:i+3], B[i:i+3]
-		f[0], f[1], f[2] = fl0, fl1, fl2
-		bb[0], bb[1], bb[2] = bl0, bl1, bl2
+		o := fb[8*x : 8*x+8]
+		o[0], o[1], o[2], o[3] = fl0, fl1, fl2, 0
+		o[4], o[5], o[6], o[7] = bl0, bl1, bl2, 0
 		al = a0
 	}
 }

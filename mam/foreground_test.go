@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/mam-go/mam-go/internal/testutil"
 )
@@ -216,9 +217,9 @@ func BenchmarkCutout12MP(b *testing.B) {
 	}
 }
 
-// BenchmarkFgRow3 times the pixel update of the estimation (ns per pixel,
+// BenchmarkFgRow times the pixel update of the estimation (ns per pixel,
 // three channels).
-func BenchmarkFgRow3(b *testing.B) {
+func BenchmarkFgRow(b *testing.B) {
 	const w = 4096
 	rng := rand.New(rand.NewSource(1))
 	mk := func(n int) []float32 {
@@ -228,11 +229,95 @@ func BenchmarkFgRow3(b *testing.B) {
 		}
 		return s
 	}
-	F, B, Fu, Bu, Fd, Bd, img := mk(3*w), mk(3*w), mk(3*w), mk(3*w), mk(3*w), mk(3*w), mk(3*w)
+	fb, fbu, fbd, img := mk(8*w), mk(8*w), mk(8*w), mk(4*w)
 	a, au, ad := mk(w), mk(w), mk(w)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		fgRow3(F, B, Fu, Bu, Fd, Bd, img, a, au, ad, 0, w, 1e-5, 1)
+		fgRow(fb, fbu, fbd, img, a, au, ad, 0, w, 1e-5, 1)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*w), "ns/px")
+}
+
+// fgRow (assembly where there is one) and fgRowGo agree bit for bit, on
+// whole rows and on chunks, at the borders, with NaN and out-of-range
+// values.
+func TestFgRowKernels(t *testing.T) {
+	rng := rand.New(rand.NewSource(3))
+	for _, w := range []int{1, 2, 3, 7, 64, 1000} {
+		mk := func(n int, lane3 bool) []float32 {
+			s := make([]float32, n)
+			for i := range s {
+				s[i] = rng.Float32()*1.2 - 0.1
+				if rng.Intn(50) == 0 {
+					s[i] = float32(math.NaN())
+				}
+				if lane3 && i%4 == 3 {
+					s[i] = 0
+				}
+			}
+			return s
+		}
+		fb, fbu, fbd, img := mk(8*w, true), mk(8*w, true), mk(8*w, true), mk(4*w, true)
+		a, au, ad := mk(w, false), mk(w, false), mk(w, false)
+		for _, span := range [][2]int{{0, w}, {0, (w + 1) / 2}, {w / 3, w}, {w - 1, w}} {
+			got, want := append([]float32{}, fb...), append([]float32{}, fb...)
+			fgRow(got, fbu, fbd, img, a, au, ad, span[0], span[1], 1e-5, 1)
+			fgRowGo(want, fbu, fbd, img, a, au, ad, span[0], span[1], 1e-5, 1)
+			for i := range want {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) && !(got[i] != got[i] && want[i] != want[i]) {
+					t.Fatalf("w %d, span %v, value %d: %v, want %v", w, span, i, got[i], want[i])
+				}
+			}
+		}
+		// The row itself as its own upper and lower neighbour (top and bottom rows).
+		got, want := append([]float32{}, fb...), append([]float32{}, fb...)
+		fgRow(got, got, got, img, a, a, a, 0, w, 1e-3, 0.5)
+		fgRowGo(want, want, want, img, a, a, a, 0, w, 1e-3, 0.5)
+		for i := range want {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("w %d, aliased rows, value %d: %v, want %v", w, i, got[i], want[i])
+			}
+		}
+	}
+}
+
+// The sweeps on their own goroutines neither deadlock nor change a value,
+// for narrow and wide levels and many sweeps.
+func TestForegroundParallelSweeps(t *testing.T) {
+	rng := rand.New(rand.NewSource(8))
+	for _, c := range []struct{ w, h, sweeps int }{
+		{40, 900, 2}, {100, 400, 3}, {300, 120, 5}, {1500, 25, 9}, {130, 260, 12},
+	} {
+		img := make([]float32, c.w*c.h*3)
+		alpha := make([]float32, c.w*c.h)
+		for i := range img {
+			img[i] = rng.Float32()
+		}
+		for i := range alpha {
+			alpha[i] = rng.Float32()
+		}
+		o := DefaultForegroundOptions()
+		o.BigIterations, o.SmallIterations = c.sweeps, c.sweeps
+		old := runtime.GOMAXPROCS(1)
+		want, _ := EstimateForeground(img, alpha, c.w, c.h, o)
+		for _, procs := range []int{2, 4} {
+			runtime.GOMAXPROCS(procs)
+			done := make(chan []float32)
+			go func() {
+				got, _ := EstimateForeground(img, alpha, c.w, c.h, o)
+				done <- got
+			}()
+			select {
+			case got := <-done:
+				for i := range want {
+					if got[i] != want[i] {
+						t.Fatalf("%+v, %d threads: value %d differs", c, procs, i)
+					}
+				}
+			case <-time.After(60 * time.Second):
+				t.Fatalf("%+v, %d threads: no result after a minute (deadlock?)", c, procs)
+			}
+		}
+		runtime.GOMAXPROCS(old)
+	}
 }

@@ -31,6 +31,16 @@ type ImageOption func(*imageConfig)
 type imageConfig struct {
 	maxPixels int64
 	noEXIF    bool
+	header    func(w, h int, format string) error
+}
+
+// WithHeader calls fn with the image's size (as displayed, after the EXIF
+// orientation) and format once the header is read, before any pixel is
+// decoded; an error from fn stops the decoding and is returned as it is.
+// A program can check a prompt against the size, or start loading a
+// model, while the pixels decode.
+func WithHeader(fn func(w, h int, format string) error) ImageOption {
+	return func(c *imageConfig) { c.header = fn }
 }
 
 // WithMaxPixels sets the largest image (width * height) to decode; the
@@ -82,6 +92,15 @@ func DecodeImage(r io.Reader, opts ...ImageOption) (image.Image, string, error) 
 	orientation := 1
 	if format == "jpeg" && !cfg.noEXIF {
 		orientation = jpegOrientation(rec.buf)
+	}
+	if cfg.header != nil {
+		w, h := ic.Width, ic.Height
+		if orientation >= 5 {
+			w, h = h, w
+		}
+		if err := cfg.header(w, h, format); err != nil {
+			return nil, format, err
+		}
 	}
 	var body io.Reader = io.MultiReader(bytes.NewReader(rec.buf), budget)
 	if format == "jpeg" {
@@ -205,6 +224,48 @@ func (s *scanCounter) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// RGB is an opaque 8-bit RGB image: Pix holds H*W*3 bytes, row-major, R G B
+// per pixel. It is what the model and the outputs read: ToRGB converts any
+// image to it (on all threads), and Matte, NewSession, Foreground, Cutout
+// and Composite take one without converting it again.
+type RGB struct {
+	W, H int
+	Pix  []uint8
+}
+
+// ColorModel is color.RGBAModel.
+func (m *RGB) ColorModel() color.Model { return color.RGBAModel }
+
+// Bounds is (0, 0)-(W, H).
+func (m *RGB) Bounds() image.Rectangle { return image.Rect(0, 0, m.W, m.H) }
+
+// Opaque reports true: the image has no alpha.
+func (m *RGB) Opaque() bool { return true }
+
+// At returns the pixel at (x, y) as a color.RGBA (zero outside the image).
+func (m *RGB) At(x, y int) color.Color {
+	if x < 0 || y < 0 || x >= m.W || y >= m.H || len(m.Pix) < 3*m.W*m.H {
+		return color.RGBA{}
+	}
+	i := 3 * (y*m.W + x)
+	return color.RGBA{m.Pix[i], m.Pix[i+1], m.Pix[i+2], 0xff}
+}
+
+// ToRGB converts img to an RGB image as Pillow's convert("RGB") does (the
+// model's preprocessing): colours of translucent pixels are taken straight
+// (un-premultiplied) and the alpha dropped, 16-bit values keep their high
+// byte.
+func ToRGB(img image.Image) (*RGB, error) {
+	if m, ok := img.(*RGB); ok && m != nil {
+		return m, checkImage(m)
+	}
+	rgb, err := toRGB(img)
+	if err != nil {
+		return nil, err
+	}
+	return &RGB{W: rgb.W, H: rgb.H, Pix: rgb.Pix}, nil
+}
+
 // toRGB converts img to 8-bit RGB exactly as sam.ToRGB does (Pillow's
 // convert("RGB")), with the rows shared between threads. It checks the
 // image first and returns an error, never a panic, for a nil, empty or
@@ -212,6 +273,9 @@ func (s *scanCounter) Read(p []byte) (int, error) {
 func toRGB(img image.Image) (*sam.RGB, error) {
 	if err := checkImage(img); err != nil {
 		return nil, err
+	}
+	if m, ok := img.(*RGB); ok {
+		return &sam.RGB{W: m.W, H: m.H, Pix: m.Pix}, nil // checked by checkImage
 	}
 	b := img.Bounds()
 	w, h := b.Dx(), b.Dy()

@@ -322,9 +322,12 @@ func (r *Result) colorRows(rgb *sam.RGB, oc outputConfig, fn func(y int, src []u
 		return
 	}
 	q := make([]uint8, 3*w)
-	r.foregroundRows(rgb, oc.fg, func(y int, F []float32) {
-		for i, v := range F[:3*w] {
-			q[i] = uint8(clamp01(v)*255 + 0.5)
+	r.foregroundRows(rgb, oc.fg, func(y int, fb []float32) {
+		fb = fb[:8*w]
+		for x := 0; x < w; x++ {
+			// The estimate is in [0, 1] already.
+			f := fb[8*x : 8*x+3]
+			q[3*x], q[3*x+1], q[3*x+2] = uint8(f[0]*255+0.5), uint8(f[1]*255+0.5), uint8(f[2]*255+0.5)
 		}
 		fn(y, q)
 	})

@@ -26,8 +26,11 @@ const (
 	// PNGDefault: zlib level 6 and per-row adaptive filters, as
 	// image/png's default.
 	PNGDefault PNGCompression = iota
-	// PNGFast: deflate's fastest level and one filter (Paeth) for every
-	// row: several times faster than PNGDefault, files a little larger.
+	// PNGFast: one filter for every row and a fast deflate: for grey
+	// images (mattes, whose long runs LZ77 shortens) the Up filter and
+	// deflate's fastest level; for colour images (photos, whose filtered
+	// bytes rarely repeat) the Paeth filter and Huffman coding only.
+	// Several times faster than PNGDefault, files 10-40% larger.
 	PNGFast
 	// PNGSmall: deflate's best compression and adaptive filters: the
 	// smallest files, the slowest.
@@ -51,10 +54,13 @@ func ParsePNGCompression(s string) (PNGCompression, error) {
 	return 0, fmt.Errorf("mam: %w: PNG compression %q: want default, fast, small or none", ErrInvalidInput, s)
 }
 
-func (c PNGCompression) level() int {
+func (c PNGCompression) level(gray bool) int {
 	switch c {
 	case PNGFast:
-		return flate.BestSpeed
+		if gray {
+			return flate.BestSpeed
+		}
+		return flate.HuffmanOnly
 	case PNGSmall:
 		return flate.BestCompression
 	case PNGNoCompression:
@@ -163,7 +169,7 @@ func EncodePNG(w io.Writer, img image.Image, c PNGCompression) error {
 	}
 	workers := max(1, runtime.GOMAXPROCS(0))
 	slots := make(chan struct{}, 2*workers) // bands in flight
-	level := c.level()
+	level := c.level(colorType == 0)
 	var failed atomic.Bool
 	go func() {
 		for i := 0; i < bands; i++ {
@@ -183,7 +189,7 @@ func EncodePNG(w io.Writer, img image.Image, c PNGCompression) error {
 	// zlib header: deflate, 32 KiB window, FCHECK; FLEVEL as zlib sets it.
 	var hdr = [2]byte{0x78, 0x9c}
 	switch level {
-	case flate.NoCompression, flate.BestSpeed:
+	case flate.NoCompression, flate.BestSpeed, flate.HuffmanOnly:
 		hdr[1] = 0x01
 	case flate.BestCompression:
 		hdr[1] = 0xda
@@ -231,7 +237,7 @@ func EncodePNG(w io.Writer, img image.Image, c PNGCompression) error {
 
 var errPNGStopped = errors.New("stopped")
 
-var flatePools [10]sync.Pool // by level - flate.NoCompression
+var flatePools [12]sync.Pool // by level - flate.HuffmanOnly
 
 // pngCompressBand filters rows [y0, y1) and deflates them: a sync-flushed
 // (or, for the last band, final) piece of one deflate stream. It returns
@@ -248,7 +254,7 @@ func pngCompressBand(row func(int, []byte), y0, y1, rowLen, bpp, level int, c PN
 	}
 	var buf bytes.Buffer
 	buf.Grow((y1 - y0) * rowLen / 3)
-	pool := &flatePools[level-flate.NoCompression]
+	pool := &flatePools[level-flate.HuffmanOnly]
 	fw, _ := pool.Get().(*flate.Writer)
 	if fw == nil {
 		var err error
@@ -270,8 +276,13 @@ func pngCompressBand(row func(int, []byte), y0, y1, rowLen, bpp, level int, c PN
 			line[0] = 0
 			copy(line[1:], cur)
 		case PNGFast:
-			line = filtered[4]
-			filterPaeth(line, cur, prev, bpp)
+			if level == flate.BestSpeed { // grey
+				line = filtered[2]
+				filterUp(line, cur, prev)
+			} else {
+				line = filtered[4]
+				filterPaeth(line, cur, prev, bpp)
+			}
 		default:
 			line = filterAdaptive(&filtered, cur, prev, bpp)
 		}
@@ -311,10 +322,7 @@ func filterAdaptive(f *[5][]byte, cur, prev []byte, bpp int) []byte {
 				line[i+1] = cur[i] - l
 			}
 		case 2:
-			line[0] = 2
-			for i := range cur {
-				line[i+1] = cur[i] - prev[i]
-			}
+			filterUp(line, cur, prev)
 		case 3:
 			line[0] = 3
 			for i := range cur {
@@ -348,31 +356,39 @@ func absInt8(v byte) int {
 	return 256 - int(v)
 }
 
+func filterUp(line, cur, prev []byte) {
+	line[0] = 2
+	line = line[1 : len(cur)+1]
+	prev = prev[:len(cur)]
+	for i, v := range cur {
+		line[i] = v - prev[i]
+	}
+}
+
 func filterPaeth(line, cur, prev []byte, bpp int) {
 	line[0] = 4
-	for i := 0; i < bpp && i < len(cur); i++ {
-		line[i+1] = cur[i] - prev[i]
+	n := len(cur)
+	line, prev = line[1:n+1], prev[:n]
+	for i := 0; i < bpp && i < n; i++ {
+		line[i] = cur[i] - prev[i]
 	}
-	for i := bpp; i < len(cur); i++ {
-		a, b, c := int(cur[i-bpp]), int(prev[i]), int(prev[i-bpp])
-		// p = a + b - c; the nearest of a, b, c to p, in that order.
-		pa, pb, pc := b-c, a-c, a+b-2*c
-		if pa < 0 {
-			pa = -pa
-		}
-		if pb < 0 {
-			pb = -pb
-		}
-		if pc < 0 {
-			pc = -pc
-		}
+	for i := bpp; i < n; i++ {
+		a, b, c := int32(cur[i-bpp]), int32(prev[i]), int32(prev[i-bpp])
+		// p = a + b - c; the nearest of a, b, c to p, in that order:
+		// written so that the compiler picks with conditional moves.
+		pa, pb := b-c, a-c
+		pc := pa + pb
+		pa = (pa ^ (pa >> 31)) - (pa >> 31)
+		pb = (pb ^ (pb >> 31)) - (pb >> 31)
+		pc = (pc ^ (pc >> 31)) - (pc >> 31)
 		p := c
-		if pa <= pb && pa <= pc {
-			p = a
-		} else if pb <= pc {
+		if pb <= pc {
 			p = b
 		}
-		line[i+1] = cur[i] - byte(p)
+		if pa <= min(pb, pc) {
+			p = a
+		}
+		line[i] = cur[i] - byte(p)
 	}
 }
 

@@ -93,50 +93,78 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return err
 	}
 
-	// The image and the prompt, then any background image: all checked
-	// before the model is loaded.
+	// The image's header, the prompt and any background image are checked
+	// before the checkpoints are fetched and loaded; the model then loads
+	// while the image's pixels decode.
+	type loaded struct {
+		model *mam.Model
+		err   error
+		took  time.Duration
+	}
+	var loading chan loaded
+	var background image.Image
+	var inHeader time.Duration // the checks and downloads, not the decoding
+	header := func(w, h int, format string) error {
+		defer func(t time.Time) { inHeader = time.Since(t) }(time.Now())
+		if err := cfg.prompt.ValidateFor(w, h); err != nil {
+			return err
+		}
+		if cfg.composite != "" && cfg.compColor == nil {
+			var err error
+			if background, _, err = readImage(cfg.composite, mam.WithMaxPixels(cfg.maxPixels), mam.WithEXIF(cfg.exif)); err != nil {
+				return fmt.Errorf("-composite: %w", err)
+			}
+		}
+		setMemoryLimit(int64(w) * int64(h))
+		samPath, mamPath, err := checkpoints(ctx, cfg, stderr)
+		if err != nil {
+			return err
+		}
+		loading = make(chan loaded, 1)
+		go func() {
+			t0 := time.Now()
+			var opts []mam.Option
+			if cfg.preset != "" {
+				opts = append(opts, mam.WithPreset(cfg.preset))
+			}
+			m, err := mam.Load(samPath, mamPath, opts...)
+			loading <- loaded{m, err, time.Since(t0)}
+		}()
+		return nil
+	}
 	t0 := time.Now()
-	imgOpts := []mam.ImageOption{mam.WithMaxPixels(cfg.maxPixels), mam.WithEXIF(cfg.exif)}
-	var img image.Image
+	imgOpts := []mam.ImageOption{mam.WithMaxPixels(cfg.maxPixels), mam.WithEXIF(cfg.exif), mam.WithHeader(header)}
+	var decoded image.Image
 	var format string
 	if cfg.image == "-" {
-		img, format, err = mam.DecodeImage(stdin, imgOpts...)
-		if err != nil {
+		decoded, format, err = mam.DecodeImage(stdin, imgOpts...)
+		if errors.Is(err, mam.ErrImageFormat) || errors.Is(err, mam.ErrImageTooLarge) {
 			err = fmt.Errorf("standard input: %w", err)
 		}
 	} else {
-		img, format, err = readImage(cfg.image, imgOpts...)
+		decoded, format, err = readImage(cfg.image, imgOpts...)
 	}
 	if err != nil {
 		return err
 	}
+	// One conversion to RGB serves the model and the outputs.
+	img, err := mam.ToRGB(decoded)
+	if err != nil {
+		return err
+	}
+	decoded = nil
 	b := img.Bounds()
-	if err := cfg.prompt.ValidateFor(b.Dx(), b.Dy()); err != nil {
-		return err
-	}
-	var background image.Image
-	if cfg.composite != "" && cfg.compColor == nil {
-		if background, _, err = readImage(cfg.composite, imgOpts...); err != nil {
-			return fmt.Errorf("-composite: %w", err)
-		}
-	}
-	fmt.Fprintf(stderr, "image       %8.3fs (%dx%d %s)\n", time.Since(t0).Seconds(), b.Dx(), b.Dy(), format)
-	setMemoryLimit(int64(b.Dx()) * int64(b.Dy()))
+	fmt.Fprintf(stderr, "image       %8.3fs (%dx%d %s)\n", (time.Since(t0) - inHeader).Seconds(), b.Dx(), b.Dy(), format)
 
-	samPath, mamPath, err := checkpoints(ctx, cfg, stderr)
-	if err != nil {
-		return err
+	if loading == nil {
+		return errors.New("the image was decoded without its header being read") // cannot happen
 	}
-	t0 = time.Now()
-	var opts []mam.Option
-	if cfg.preset != "" {
-		opts = append(opts, mam.WithPreset(cfg.preset))
+	ld := <-loading
+	if ld.err != nil {
+		return ld.err
 	}
-	model, err := mam.Load(samPath, mamPath, opts...)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stderr, "load        %8.3fs (SAM %s)\n", time.Since(t0).Seconds(), model.SAM.Name)
+	model := ld.model
+	fmt.Fprintf(stderr, "load        %8.3fs (SAM %s, while the image decoded)\n", ld.took.Seconds(), model.SAM.Name)
 
 	t0 = time.Now()
 	sess, err := model.NewSession(ctx, img)
@@ -205,6 +233,8 @@ func setMemoryLimit(pixels int64) {
 	}
 }
 
+// readImage decodes the image file at path; errors name the file, except
+// those of a WithHeader callback, which are returned as they are.
 func readImage(path string, opts ...mam.ImageOption) (image.Image, string, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -216,7 +246,10 @@ func readImage(path string, opts ...mam.ImageOption) (image.Image, string, error
 	}
 	img, format, err := mam.DecodeImage(f, opts...)
 	if err != nil {
-		return nil, "", fmt.Errorf("%s: %w", path, err)
+		if errors.Is(err, mam.ErrImageFormat) || errors.Is(err, mam.ErrImageTooLarge) {
+			err = fmt.Errorf("%s: %w", path, err)
+		}
+		return nil, "", err
 	}
 	return img, format, nil
 }
