@@ -70,6 +70,18 @@ type DownloadOptions struct {
 // an HTTP Range request. The result is checked against the published size
 // and SHA-256, when known, and against the server's Content-Length.
 func Download(ctx context.Context, c Checkpoint, dir string, opt DownloadOptions) (string, error) {
+	if err := checkContext(ctx); err != nil {
+		return "", err
+	}
+	if c.Name == "" || c.Name != filepath.Base(c.Name) || c.Name == "." || c.Name == ".." {
+		return "", fmt.Errorf("mam: %w: download: checkpoint name %q is not a plain file name", ErrInvalidInput, c.Name)
+	}
+	if c.URL == "" {
+		return "", fmt.Errorf("mam: %w: download %s: no URL", ErrInvalidInput, c.Name)
+	}
+	if dir == "" {
+		return "", fmt.Errorf("mam: %w: download %s: no directory", ErrInvalidInput, c.Name)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("mam: download: %w", err)
 	}
@@ -98,7 +110,15 @@ func Download(ctx context.Context, c Checkpoint, dir string, opt DownloadOptions
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return "", fmt.Errorf("mam: download %s: %w", c.Name, err)
+		if ctx.Err() != nil {
+			return "", fmt.Errorf("mam: download %s: %w", c.Name, ctx.Err())
+		}
+		cause := err
+		if u := errors.Unwrap(err); u != nil {
+			cause = u // drop url.Error's repetition of the method and URL
+		}
+		return "", fmt.Errorf("mam: %w: %s: cannot reach %s (offline?): %w; to skip the download, put the file at %s",
+			ErrDownload, c.Name, req.URL.Host, cause, dst)
 	}
 	defer resp.Body.Close()
 	flags := os.O_CREATE | os.O_WRONLY
@@ -122,7 +142,7 @@ func Download(ctx context.Context, c Checkpoint, dir string, opt DownloadOptions
 			return "", fmt.Errorf("mam: download %s: partial file of %d bytes does not fit the server's %d; removed it, run again", c.Name, have, total)
 		}
 	default:
-		return "", fmt.Errorf("mam: download %s: %s: %s", c.Name, c.URL, resp.Status)
+		return "", fmt.Errorf("mam: %w: %s: %s answered %s", ErrDownload, c.Name, c.URL, resp.Status)
 	}
 	if c.Size > 0 && total > 0 && total != c.Size {
 		return "", fmt.Errorf("mam: download %s: server offers %d bytes, the released file has %d", c.Name, total, c.Size)
@@ -258,5 +278,6 @@ func (p *progress) finish() {
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
-// errNotFound is returned by helpers looking for checkpoints.
-var errNotFound = errors.New("not found")
+// ErrDownload is wrapped by Download's errors when the server cannot be
+// reached or refuses the file.
+var ErrDownload = errors.New("download failed")

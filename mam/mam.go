@@ -169,8 +169,18 @@ type Session struct {
 
 // NewSession runs the image encoder on img.
 func (m *Model) NewSession(ctx context.Context, img image.Image) (*Session, error) {
+	if err := m.check(); err != nil {
+		return nil, err
+	}
+	if err := checkContext(ctx); err != nil {
+		return nil, err
+	}
+	rgb, err := toRGB(img) // in parallel; what p.SetImage would compute
+	if err != nil {
+		return nil, err
+	}
 	p := sam.NewPredictor(m.SAM)
-	if err := p.SetImage(ctx, img); err != nil {
+	if err := p.SetRGB(ctx, rgb); err != nil {
 		return nil, fmt.Errorf("mam: %w", err)
 	}
 	s := &Session{m: m, pred: p}
@@ -182,13 +192,21 @@ func (m *Model) NewSession(ctx context.Context, img image.Image) (*Session, erro
 
 // Predictor exposes the session's SAM predictor (for mask-only use). It is
 // not safe for concurrent use, nor to use while a Matte call runs.
-func (s *Session) Predictor() *sam.Predictor { return s.pred }
+func (s *Session) Predictor() *sam.Predictor {
+	if s == nil {
+		return nil
+	}
+	return s.pred
+}
 
 // Matte returns the matte of img for prompt p: one image encoding, then as
 // Session.Matte.
 func (m *Model) Matte(ctx context.Context, img image.Image, p Prompt, opts ...MatteOption) (*Result, error) {
-	if err := p.Validate(); err != nil {
-		return nil, fmt.Errorf("mam: %w", err)
+	if err := checkImage(img); err != nil {
+		return nil, err
+	}
+	if err := p.ValidateFor(img.Bounds().Dx(), img.Bounds().Dy()); err != nil {
+		return nil, err
 	}
 	s, err := m.NewSession(ctx, img)
 	if err != nil {
@@ -200,8 +218,11 @@ func (m *Model) Matte(ctx context.Context, img image.Image, p Prompt, opts ...Ma
 // MatteAll mattes several prompts on one image (one matte per instance),
 // encoding the image once.
 func (m *Model) MatteAll(ctx context.Context, img image.Image, ps []Prompt, opts ...MatteOption) ([]*Result, error) {
+	if err := checkImage(img); err != nil {
+		return nil, err
+	}
 	for i, p := range ps {
-		if err := p.Validate(); err != nil {
+		if err := p.ValidateFor(img.Bounds().Dx(), img.Bounds().Dy()); err != nil {
 			return nil, fmt.Errorf("mam: prompt %d: %w", i, err)
 		}
 	}
@@ -222,7 +243,9 @@ func (m *Model) MatteAll(ctx context.Context, img image.Image, ps []Prompt, opts
 func options(opts []MatteOption) (matteConfig, error) {
 	mc := matteConfig{mode: PostProcess, detect: gdino.DefaultPostprocessOptions()}
 	for _, o := range opts {
-		o(&mc)
+		if o != nil {
+			o(&mc)
+		}
 	}
 	_, err := ParseMode(string(mc.mode))
 	return mc, err
@@ -239,12 +262,18 @@ func (mc *matteConfig) dumpf(name string, shape []int, data []float32) {
 // unless p.SingleMask), runs the M2M module on the binarised low-res mask
 // and refines its mattes.
 func (s *Session) Matte(ctx context.Context, p Prompt, opts ...MatteOption) (*Result, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	if err := checkContext(ctx); err != nil {
+		return nil, err
+	}
 	mc, err := options(opts)
 	if err != nil {
 		return nil, err
 	}
-	if err := p.Validate(); err != nil {
-		return nil, err
+	if h, w := s.pred.OriginalSize(); p.ValidateFor(w, h) != nil {
+		return nil, p.ValidateFor(w, h)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

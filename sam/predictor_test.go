@@ -138,9 +138,9 @@ func TestPredictorMaskFeedback(t *testing.T) {
 	}
 }
 
-// TestPredictorBox checks box clipping: a box partly outside the image is
-// used unclipped (the reference's numerics), a box with no area inside is
-// an error.
+// TestPredictorBox checks boxes at the image's edges: a box partly outside
+// the image is used unclipped (the reference's numerics), a box wholly
+// outside is an error.
 func TestPredictorBox(t *testing.T) {
 	m := tinyModel(t)
 	ctx := context.Background()
@@ -206,10 +206,10 @@ func TestPredictorErrors(t *testing.T) {
 		{"label -1", Prompt{Points: []Point{{X: 3, Y: 3, Label: -1}}}, ErrBadPrompt, "label -1"},
 		{"nan box", Prompt{Box: &Box{0, 0, nan, 10}}, ErrBadPrompt, "not finite"},
 		{"inf box", Prompt{Points: pt, Box: &Box{0, 0, inf, 10}}, ErrBadPrompt, "not finite"},
-		{"box right of image", Prompt{Box: &Box{250, 10, 300, 50}}, ErrBadPrompt, "no area"},
-		{"box above image", Prompt{Box: &Box{10, -50, 100, -1}}, ErrBadPrompt, "no area"},
-		{"box zero width", Prompt{Box: &Box{50, 10, 50, 90}}, ErrBadPrompt, "no area"},
-		{"box reversed", Prompt{Box: &Box{150, 10, 50, 90}}, ErrBadPrompt, "no area"},
+		{"box right of image", Prompt{Box: &Box{250, 10, 300, 50}}, ErrBadPrompt, "wholly outside"},
+		{"box above image", Prompt{Box: &Box{10, -50, 100, -1}}, ErrBadPrompt, "wholly outside"},
+		{"point outside", Prompt{Points: []Point{{X: -1, Y: 10, Label: 1}}}, ErrBadPrompt, "outside"},
+		{"box reversed", Prompt{Box: &Box{150, 10, 50, 90}}, ErrBadPrompt, "reversed"},
 		{"mask too small", Prompt{Points: pt, Mask: nn.NewTensor(nil, 1, 1, side/2, side/2)}, ErrBadPrompt, "mask prompt has shape"},
 		{"mask of 3", Prompt{Points: pt, Mask: nn.NewTensor(nil, 1, 3, side, side)}, ErrBadPrompt, "mask prompt has shape"},
 		{"mask not square", Prompt{Mask: nn.NewTensor(nil, side, side+1)}, ErrBadPrompt, "mask prompt has shape"},

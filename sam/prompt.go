@@ -65,7 +65,7 @@ type Prompt struct {
 // image (ValidateFor) and the mask against the model's size.
 func (p Prompt) Validate() error {
 	if len(p.Points) == 0 && p.Box == nil && p.Mask == nil {
-		return fmt.Errorf("sam: %w", ErrNoPrompt)
+		return fmt.Errorf("sam: %w (%w)", ErrNoPrompt, ErrBadPrompt)
 	}
 	if err := checkPoints(p.Points, false); err != nil {
 		return err
@@ -81,9 +81,11 @@ func (p Prompt) Validate() error {
 	return nil
 }
 
-// ValidateFor is Validate, then checks the prompt against a w x h image:
-// a box must cover part of it. Boxes partly outside the image are kept
-// as they are (the reference does not clip them), and so are points.
+// ValidateFor is Validate, then checks the prompt against a w x h image,
+// which spans [0, w] x [0, h] in pixel coordinates: a point outside it, or
+// a box wholly outside it, is an error (ErrBadPrompt). A box partly outside
+// is kept as it is, and so is a box of no area: SAM takes them unclipped,
+// as the reference does.
 func (p Prompt) ValidateFor(w, h int) error {
 	if err := p.Validate(); err != nil {
 		return err
@@ -91,12 +93,14 @@ func (p Prompt) ValidateFor(w, h int) error {
 	if w <= 0 || h <= 0 {
 		return fmt.Errorf("sam: image is %dx%d: %w", w, h, ErrBadImage)
 	}
-	if b := p.Box; b != nil {
-		x0, y0 := max(b.X0, 0), max(b.Y0, 0)
-		x1, y1 := min(b.X1, float64(w)), min(b.Y1, float64(h))
-		if x1 <= x0 || y1 <= y0 {
-			return fmt.Errorf("sam: box (%g, %g)-(%g, %g) has no area inside the %dx%d image: %w", b.X0, b.Y0, b.X1, b.Y1, w, h, ErrBadPrompt)
+	W, H := float64(w), float64(h)
+	for i, pt := range p.Points {
+		if pt.X < 0 || pt.Y < 0 || pt.X > W || pt.Y > H {
+			return fmt.Errorf("sam: point %d (%g, %g) is outside the %dx%d image: %w", i, pt.X, pt.Y, w, h, ErrBadPrompt)
 		}
+	}
+	if b := p.Box; b != nil && (b.X1 < 0 || b.Y1 < 0 || b.X0 > W || b.Y0 > H) {
+		return fmt.Errorf("sam: box (%g, %g)-(%g, %g) is wholly outside the %dx%d image: %w", b.X0, b.Y0, b.X1, b.Y1, w, h, ErrBadPrompt)
 	}
 	return nil
 }
@@ -117,8 +121,14 @@ func checkPoints(points []Point, padding bool) error {
 
 // checkBox checks a box's coordinates (nil is fine).
 func checkBox(b *Box) error {
-	if b != nil && (!finite(b.X0) || !finite(b.Y0) || !finite(b.X1) || !finite(b.Y1)) {
+	if b == nil {
+		return nil
+	}
+	if !finite(b.X0) || !finite(b.Y0) || !finite(b.X1) || !finite(b.Y1) {
 		return fmt.Errorf("sam: box %v is not finite: %w", *b, ErrBadPrompt)
+	}
+	if b.X1 < b.X0 || b.Y1 < b.Y0 {
+		return fmt.Errorf("sam: box (%g, %g)-(%g, %g) is reversed: want x0 <= x1 and y0 <= y1: %w", b.X0, b.Y0, b.X1, b.Y1, ErrBadPrompt)
 	}
 	return nil
 }

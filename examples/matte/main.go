@@ -1,30 +1,37 @@
 // Command matte cuts an object out of a photo with Matting Anything.
 //
-//	go run ./examples/matte -sam sam_vit_b_01ec64.pth -mam mam_vitb.pth \
-//	    -image in.jpg -box x0,y0,x1,y1 -o alpha.png [-cutout out.png] [-composite green|#rrggbb|bg.jpg]
+//	go run ./examples/matte -image photo.jpg -box x0,y0,x1,y1
+//
+// writes the alpha matte to out/photo_alpha.png. Without -sam and -mam it
+// uses SAM ViT-B and MAM ViT-B from the cache directory ($MAM_CACHE, else
+// the user cache directory's mam-go), downloading them there on first use
+// with a progress bar; an interrupted download resumes.
 //
 // Prompts: -box x0,y0,x1,y1 and/or -point x,y[,label] (repeatable; label 1
-// foreground, 0 background). -mode postprocess|maskguide|plain selects the
-// refinement. -dump DIR writes every stage as .npy under the names of the
-// golden reference data. -download fetches the released ViT-B checkpoints
-// into the user cache directory first. Stage times go to stderr.
+// foreground, 0 background), in pixels of the photo as a viewer shows it
+// (the JPEG EXIF orientation is applied; -exif=false keeps the stored
+// pixels). -cutout out.png writes the object on a transparent background
+// and -composite green|#rrggbb|bg.jpg over a colour or another image, both
+// with the estimated foreground colours. -image - reads standard input and
+// -o - writes standard output. Every flag, prompt and output path is checked
+// before the model loads; outputs are written under temporary names and
+// renamed once all are complete. Stage times go to standard error; -h lists
+// every flag.
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"image"
-	_ "image/gif"
-	_ "image/jpeg"
-	_ "image/png"
 	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"time"
 
@@ -32,139 +39,131 @@ import (
 	"github.com/mam-go/mam-go/weights"
 )
 
-type pointList []mam.Point
-
-func (p *pointList) String() string { return fmt.Sprint(*p) }
-func (p *pointList) Set(s string) error {
-	v, err := floats(s)
-	if err != nil || (len(v) != 2 && len(v) != 3) {
-		return fmt.Errorf("want x,y or x,y,label, got %q", s)
-	}
-	pt := mam.Point{X: v[0], Y: v[1], Label: 1}
-	if len(v) == 3 {
-		if v[2] != 0 && v[2] != 1 {
-			return fmt.Errorf("label %v: want 0 (background) or 1 (foreground)", v[2])
-		}
-		pt.Label = int(v[2])
-	}
-	*p = append(*p, pt)
-	return nil
-}
-
-func floats(s string) ([]float64, error) {
-	parts := strings.Split(s, ",")
-	out := make([]float64, len(parts))
-	for i, p := range parts {
-		v, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
-		if err != nil {
-			return nil, err
-		}
-		out[i] = v
-	}
-	return out, nil
-}
-
 func main() {
-	// A soft heap limit keeps the peak resident memory of a ViT-B run near
-	// 1.3 GB (weights included) instead of letting garbage pile up between
-	// collections; GOMEMLIMIT overrides it.
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(1200 << 20)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "matte:", err)
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	switch {
+	case err == nil, errors.Is(err, errHelp):
+		return
+	case errors.As(err, new(usageError)):
+		fmt.Fprintln(os.Stderr, "matte:", oneLine(err))
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "matte:", oneLine(err))
 		os.Exit(1)
 	}
 }
 
-// run is the command, with its arguments and where it reports.
-func run(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("matte", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var (
-		samPath   = fs.String("sam", "", "SAM checkpoint (.pth, .npz or a directory of .npy)")
-		mamPath   = fs.String("mam", "", "MAM checkpoint (.pth, .npz or a directory of .npy)")
-		imagePath = fs.String("image", "", "input image (PNG, JPEG or GIF)")
-		boxFlag   = fs.String("box", "", "box prompt x0,y0,x1,y1 in pixels")
-		modeFlag  = fs.String("mode", "postprocess", "refinement: postprocess (single object), maskguide (several instances) or plain")
-		out       = fs.String("o", "alpha.png", "output alpha matte PNG")
-		bits      = fs.Int("bits", 8, "alpha PNG depth: 8 or 16")
-		cutout    = fs.String("cutout", "", "also write the object with a transparent background (RGBA PNG)")
-		composite = fs.String("composite", "", "also write a composite over a colour (green, #rrggbb) or an image file")
-		compOut   = fs.String("composite-out", "composite.png", "where -composite writes")
-		maskOut   = fs.String("mask", "", "also write SAM's mask as a PNG")
-		dumpDir   = fs.String("dump", "", "write every stage as .npy into this directory")
-		preset    = fs.String("preset", "", "force the SAM configuration (vit_b, vit_l, vit_h, tiny)")
-		download  = fs.Bool("download", false, "download the released SAM ViT-B and MAM ViT-B checkpoints into the cache directory")
-		samURL    = fs.String("sam-url", mam.SAMViTB.URL, "where -download gets SAM from")
-		mamURL    = fs.String("mam-url", mam.MAMViTB.URL, "where -download gets MAM from")
-		points    pointList
-	)
-	fs.Var(&points, "point", "point prompt x,y[,label] (repeatable; label 1 = foreground, 0 = background)")
-	if err := fs.Parse(args); err != nil {
+// packagePrefix matches the "mam: ", "sam: ", ... that each layer of the
+// library puts before its errors, at the start or after ": ".
+var packagePrefix = regexp.MustCompile(`(^|: )(?:mam|sam|m2m|nn|weights|png|jpeg|gif|webp|image): `)
+
+// oneLine is err's message on one line, without the packages' prefixes
+// stacked along it.
+func oneLine(err error) string {
+	s := err.Error()
+	for {
+		t := packagePrefix.ReplaceAllString(s, "$1")
+		if t == s {
+			break
+		}
+		s = t
+	}
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// run is the command, with its arguments and standard streams.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	cfg, err := parseFlags(args, stdout)
+	if err != nil {
+		return err
+	}
+	if cfg.threads > 0 {
+		runtime.GOMAXPROCS(cfg.threads)
+	}
+	if cfg.image == "" { // -download alone
+		_, _, err := checkpoints(ctx, cfg, stderr)
+		if err == nil {
+			dir, _ := mam.CacheDir()
+			fmt.Fprintf(stderr, "checkpoints in %s\n", dir)
+		}
 		return err
 	}
 
-	if *download {
-		dir, err := mam.CacheDir()
+	// The image's header, the prompt and any background image are checked
+	// before the checkpoints are fetched and loaded; the model then loads
+	// while the image's pixels decode.
+	type loaded struct {
+		model *mam.Model
+		err   error
+		took  time.Duration
+	}
+	var loading chan loaded
+	var background image.Image
+	var inHeader time.Duration // the checks and downloads, not the decoding
+	header := func(w, h int, format string) error {
+		defer func(t time.Time) { inHeader = time.Since(t) }(time.Now())
+		if err := cfg.prompt.ValidateFor(w, h); err != nil {
+			return err
+		}
+		if cfg.composite != "" && cfg.compColor == nil {
+			var err error
+			if background, _, err = readImage(cfg.composite, mam.WithMaxPixels(cfg.maxPixels), mam.WithEXIF(cfg.exif)); err != nil {
+				return fmt.Errorf("-composite: %w", err)
+			}
+		}
+		setMemoryLimit(int64(w) * int64(h))
+		samPath, mamPath, err := checkpoints(ctx, cfg, stderr)
 		if err != nil {
 			return err
 		}
-		sc, mc := mam.SAMViTB, mam.MAMViTB
-		sc.URL, mc.URL = *samURL, *mamURL
-		if *samPath == "" {
-			if *samPath, err = mam.Download(ctx, sc, dir, mam.DownloadOptions{Progress: stderr}); err != nil {
-				return err
+		loading = make(chan loaded, 1)
+		go func() {
+			t0 := time.Now()
+			var opts []mam.Option
+			if cfg.preset != "" {
+				opts = append(opts, mam.WithPreset(cfg.preset))
 			}
-		}
-		if *mamPath == "" {
-			if *mamPath, err = mam.Download(ctx, mc, dir, mam.DownloadOptions{Progress: stderr}); err != nil {
-				return err
-			}
-		}
-		if *imagePath == "" {
-			fmt.Fprintf(stderr, "checkpoints in %s\n", dir)
-			return nil
-		}
+			m, err := mam.Load(ctx, samPath, mamPath, opts...)
+			loading <- loaded{m, err, time.Since(t0)}
+		}()
+		return nil
 	}
-	if *samPath == "" || *mamPath == "" || *imagePath == "" {
-		fs.Usage()
-		return errors.New("-sam, -mam and -image are required (or -download)")
-	}
-	mode, err := mam.ParseMode(*modeFlag)
-	if err != nil {
-		return err
-	}
-	var prompt mam.Prompt
-	prompt.Points = points
-	if *boxFlag != "" {
-		v, err := floats(*boxFlag)
-		if err != nil || len(v) != 4 {
-			return fmt.Errorf("-box %q: want x0,y0,x1,y1", *boxFlag)
-		}
-		prompt.Box = &mam.Box{X0: v[0], Y0: v[1], X1: v[2], Y1: v[3]}
-	}
-	if err := prompt.Validate(); err != nil {
-		return err
-	}
-
 	t0 := time.Now()
-	var opts []mam.Option
-	if *preset != "" {
-		opts = append(opts, mam.WithPreset(*preset))
+	imgOpts := []mam.ImageOption{mam.WithMaxPixels(cfg.maxPixels), mam.WithEXIF(cfg.exif), mam.WithHeader(header)}
+	var decoded image.Image
+	var format string
+	if cfg.image == "-" {
+		decoded, format, err = mam.DecodeImage(stdin, imgOpts...)
+		if errors.Is(err, mam.ErrImageFormat) || errors.Is(err, mam.ErrImageTooLarge) {
+			err = fmt.Errorf("standard input: %w", err)
+		}
+	} else {
+		decoded, format, err = readImage(cfg.image, imgOpts...)
 	}
-	model, err := mam.Load(ctx, *samPath, *mamPath, opts...)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "load        %8.3fs (SAM %s)\n", time.Since(t0).Seconds(), model.SAM.Name)
+	// One conversion to RGB serves the model and the outputs.
+	img, err := mam.ToRGB(decoded)
+	if err != nil {
+		return err
+	}
+	decoded = nil
+	b := img.Bounds()
+	fmt.Fprintf(stderr, "image       %8.3fs (%dx%d %s)\n", (time.Since(t0) - inHeader).Seconds(), b.Dx(), b.Dy(), format)
 
-	img, err := readImage(*imagePath)
-	if err != nil {
-		return err
+	if loading == nil {
+		return errors.New("the image was decoded without its header being read") // cannot happen
 	}
+	ld := <-loading
+	if ld.err != nil {
+		return ld.err
+	}
+	model := ld.model
+	fmt.Fprintf(stderr, "load        %8.3fs (SAM %s, while the image decoded)\n", ld.took.Seconds(), model.SAM.Name)
+
 	t0 = time.Now()
 	sess, err := model.NewSession(ctx, img)
 	if err != nil {
@@ -172,101 +171,245 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stderr, "encoder     %8.3fs\n", time.Since(t0).Seconds())
 
-	var mopts []mam.MatteOption
-	mopts = append(mopts, mam.WithMode(mode))
-	if *dumpDir != "" {
-		if err := os.MkdirAll(*dumpDir, 0o755); err != nil {
-			return err
+	mopts := []mam.MatteOption{mam.WithMode(cfg.mode)}
+	var dumps []*mam.AtomicFile
+	var derr error
+	if cfg.dump != "" {
+		if err := os.MkdirAll(cfg.dump, 0o755); err != nil {
+			return fmt.Errorf("-dump: %w", err)
 		}
-		var derr error
 		mopts = append(mopts, mam.WithDump(func(name string, shape []int, data []float32) {
 			if derr == nil {
-				derr = writeNPY(filepath.Join(*dumpDir, name+".npy"), shape, data)
+				var f *mam.AtomicFile
+				if f, derr = mam.CreateAtomic(filepath.Join(cfg.dump, name+".npy")); derr == nil {
+					dumps = append(dumps, f)
+					derr = weights.WriteNPY(f, &weights.Tensor{Shape: append([]int(nil), shape...), Stored: weights.Float32, F32: data})
+				}
 			}
 		}))
-		defer func() {
-			if derr != nil {
-				fmt.Fprintln(stderr, "matte: dump:", derr)
-			}
-		}()
+	}
+	abortDumps := func() {
+		for _, f := range dumps {
+			f.Abort()
+		}
 	}
 	t0 = time.Now()
-	res, err := sess.Matte(ctx, prompt, mopts...)
+	res, err := sess.Matte(ctx, cfg.prompt, mopts...)
+	if err == nil {
+		err = derr
+	}
 	if err != nil {
+		abortDumps()
 		return err
 	}
 	fmt.Fprintf(stderr, "decode+m2m  %8.3fs (IoU %.3f, mode %s)\n", time.Since(t0).Seconds(), res.IoU, res.Mode)
+	// The model is no longer needed: let its memory go before the outputs.
+	model, sess = nil, nil
 
-	f, err := os.Create(*out)
+	t0 = time.Now()
+	err = writeOutputs(ctx, cfg, res, img, background, stdout, stderr)
 	if err != nil {
+		abortDumps()
 		return err
 	}
-	if err := res.WriteAlphaPNG(f, *bits); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	fmt.Fprintf(stderr, "wrote %s\n", *out)
-	if *cutout != "" {
-		c, err := res.Cutout(img)
-		if err != nil {
-			return err
-		}
-		if err := mam.SavePNG(*cutout, c); err != nil {
-			return err
-		}
-		fmt.Fprintf(stderr, "wrote %s\n", *cutout)
-	}
-	if *maskOut != "" {
-		if err := mam.SavePNG(*maskOut, res.MaskImage()); err != nil {
+	for _, f := range dumps {
+		if err := f.Commit(); err != nil {
 			return err
 		}
 	}
-	if *composite != "" {
-		var comp image.Image
-		if col, cerr := mam.ParseColor(*composite); cerr == nil {
-			comp, err = res.Composite(img, col)
-		} else {
-			bg, berr := readImage(*composite)
-			if berr != nil {
-				return fmt.Errorf("-composite %q is neither a colour nor a readable image: %v", *composite, berr)
-			}
-			comp, err = res.CompositeOver(img, bg)
-		}
-		if err != nil {
-			return err
-		}
-		if err := mam.SavePNG(*compOut, comp); err != nil {
-			return err
-		}
-		fmt.Fprintf(stderr, "wrote %s\n", *compOut)
-	}
+	fmt.Fprintf(stderr, "write       %8.3fs\n", time.Since(t0).Seconds())
 	return nil
 }
 
-func readImage(path string) (image.Image, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
+// setMemoryLimit sets a soft heap limit (unless GOMEMLIMIT is set) that
+// keeps the peak resident memory of a ViT-B run near 1.3 GB for a photo
+// of a few megapixels instead of letting garbage pile up between
+// collections, with room for the per-pixel buffers of larger photos.
+func setMemoryLimit(pixels int64) {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(1200<<20 + 40*pixels)
 	}
-	defer f.Close()
-	img, _, err := image.Decode(f)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return img, nil
 }
 
-func writeNPY(path string, shape []int, data []float32) error {
-	f, err := os.Create(path)
+// readImage decodes the image file at path; errors name the file, except
+// those of a WithHeader callback, which are returned as they are.
+func readImage(path string, opts ...mam.ImageOption) (image.Image, string, error) {
+	f, err := os.Open(path)
 	if err != nil {
+		return nil, "", err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.IsDir() {
+		return nil, "", fmt.Errorf("%s is a directory", path)
+	}
+	img, format, err := mam.DecodeImage(f, opts...)
+	if err != nil {
+		if errors.Is(err, mam.ErrImageFormat) || errors.Is(err, mam.ErrImageTooLarge) {
+			err = fmt.Errorf("%s: %w", path, err)
+		}
+		return nil, "", err
+	}
+	return img, format, nil
+}
+
+// checkpoints returns the SAM and MAM checkpoint paths: the ones given,
+// else the cached ViT-B files, downloaded on first use.
+func checkpoints(ctx context.Context, cfg *config, stderr io.Writer) (string, string, error) {
+	samPath, mamPath := cfg.samPath, cfg.mamPath
+	if samPath != "" && mamPath != "" {
+		return samPath, mamPath, nil
+	}
+	dir, err := mam.CacheDir()
+	if err != nil {
+		return "", "", err
+	}
+	get := func(ck mam.Checkpoint, url, what string) (string, error) {
+		ck.URL = url
+		if _, err := os.Stat(filepath.Join(dir, ck.Name)); err != nil {
+			fmt.Fprintf(stderr, "downloading %s (first run only) from %s into %s\n", what, url, dir)
+		}
+		return mam.Download(ctx, ck, dir, mam.DownloadOptions{Progress: stderr})
+	}
+	if samPath == "" {
+		if samPath, err = get(mam.SAMViTB, cfg.samURL, "SAM ViT-B"); err != nil {
+			return "", "", err
+		}
+	}
+	if mamPath == "" {
+		if mamPath, err = get(mam.MAMViTB, cfg.mamURL, "MAM ViT-B"); err != nil {
+			return "", "", err
+		}
+	}
+	return samPath, mamPath, nil
+}
+
+// output is one file the command writes: under a temporary name until all
+// are written, or to a buffer for standard output.
+type output struct {
+	path string
+	file *mam.AtomicFile
+	buf  *bytes.Buffer
+}
+
+// writeOutputs writes every output asked for; on any error none is left
+// behind (the files written so far are removed, nothing goes to stdout).
+func writeOutputs(ctx context.Context, cfg *config, res *mam.Result, img, background image.Image, stdout, stderr io.Writer) error {
+	var outs []*output
+	ok := false
+	defer func() {
+		if !ok {
+			for _, o := range outs {
+				if o.file != nil {
+					o.file.Abort()
+				}
+			}
+		}
+	}()
+	save := func(path string, im image.Image) error {
+		o := &output{path: path}
+		var w io.Writer
+		if path == "-" {
+			o.buf = new(bytes.Buffer)
+			w = o.buf
+		} else {
+			f, err := mam.CreateAtomic(path)
+			if err != nil {
+				return err
+			}
+			o.file, w = f, f
+		}
+		outs = append(outs, o)
+		return mam.EncodePNG(w, im, cfg.png)
+	}
+	var alpha image.Image = res.Gray()
+	if cfg.bits == 16 {
+		alpha = res.Gray16()
+	}
+	if err := save(cfg.out, alpha); err != nil {
 		return err
 	}
-	if err := weights.WriteNPY(f, &weights.Tensor{Shape: shape, Stored: weights.Float32, F32: data}); err != nil {
-		f.Close()
+	var oopts []mam.OutputOption
+	if cfg.plain {
+		oopts = append(oopts, mam.WithPlainColors())
+	}
+	// The composite is made from the cutout's colours when there is one,
+	// so that the foreground is estimated once.
+	colors := img
+	if cfg.cutout != "" {
+		t0 := time.Now()
+		cut, err := res.Cutout(img, oopts...)
+		if err != nil {
+			return err
+		}
+		if !cfg.plain {
+			fmt.Fprintf(stderr, "foreground  %8.3fs\n", time.Since(t0).Seconds())
+		}
+		var im image.Image = cut
+		if cfg.premul {
+			p, err := res.CutoutPremultiplied(cut, mam.WithPlainColors())
+			if err != nil {
+				return err
+			}
+			// The premultiplied values, written as they are.
+			im = &image.NRGBA{Pix: p.Pix, Stride: p.Stride, Rect: p.Rect}
+		}
+		if err := save(cfg.cutout, im); err != nil {
+			return err
+		}
+		colors, oopts = cut, []mam.OutputOption{mam.WithPlainColors()}
+	}
+	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return f.Close()
+	if cfg.composite != "" {
+		t0 := time.Now()
+		var comp image.Image
+		var err error
+		if cfg.compColor != nil {
+			comp, err = res.Composite(colors, *cfg.compColor, oopts...)
+		} else {
+			comp, err = res.CompositeOver(colors, background, oopts...)
+		}
+		if err != nil {
+			return err
+		}
+		if cfg.cutout == "" && !cfg.plain {
+			fmt.Fprintf(stderr, "foreground  %8.3fs\n", time.Since(t0).Seconds())
+		}
+		if err := save(cfg.compOut, comp); err != nil {
+			return err
+		}
+	}
+	if cfg.mask != "" {
+		if err := save(cfg.mask, res.MaskImage()); err != nil {
+			return err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for i, o := range outs {
+		if o.file != nil {
+			if err := o.file.Commit(); err != nil {
+				for _, later := range outs[i+1:] {
+					if later.file != nil {
+						later.file.Abort()
+					}
+				}
+				ok = true // the committed files are complete; the rest are gone
+				return err
+			}
+		}
+	}
+	ok = true
+	for _, o := range outs {
+		if o.buf != nil {
+			if _, err := stdout.Write(o.buf.Bytes()); err != nil {
+				return fmt.Errorf("standard output: %w", err)
+			}
+		} else {
+			fmt.Fprintf(stderr, "wrote %s\n", o.path)
+		}
+	}
+	return nil
 }
