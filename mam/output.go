@@ -44,18 +44,14 @@ func (r *Result) MaskImage() *image.Gray {
 // Cutout returns img with the matte as its (straight, non-premultiplied)
 // alpha channel. img must have the result's size.
 func (r *Result) Cutout(img image.Image) (*image.NRGBA, error) {
-	if err := r.sameSize(img); err != nil {
-		return nil, err
-	}
-	b := img.Bounds()
 	out := image.NewNRGBA(image.Rect(0, 0, r.Width, r.Height))
-	for y := 0; y < r.Height; y++ {
-		for x := 0; x < r.Width; x++ {
-			c := color.NRGBAModel.Convert(img.At(b.Min.X+x, b.Min.Y+y)).(color.NRGBA)
-			o := out.PixOffset(x, y)
-			out.Pix[o], out.Pix[o+1], out.Pix[o+2] = c.R, c.G, c.B
-			out.Pix[o+3] = uint8(math.Round(float64(clamp01(r.Alpha[y*r.Width+x])) * 255))
-		}
+	err := r.eachPixel(img, func(x, y int, c color.NRGBA, a float64) {
+		o := out.PixOffset(x, y)
+		out.Pix[o], out.Pix[o+1], out.Pix[o+2] = c.R, c.G, c.B
+		out.Pix[o+3] = uint8(math.Round(a * 255))
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -96,24 +92,35 @@ func (r *Result) CompositeOver(img, background image.Image) (*image.RGBA, error)
 }
 
 func (r *Result) composite(img image.Image, bg func(x, y int) (uint8, uint8, uint8)) (*image.RGBA, error) {
-	if err := r.sameSize(img); err != nil {
+	out := image.NewRGBA(image.Rect(0, 0, r.Width, r.Height))
+	err := r.eachPixel(img, func(x, y int, c color.NRGBA, a float64) {
+		br, bgc, bb := bg(x, y)
+		o := out.PixOffset(x, y)
+		out.Pix[o] = uint8(a*float64(c.R) + (1-a)*float64(br))
+		out.Pix[o+1] = uint8(a*float64(c.G) + (1-a)*float64(bgc))
+		out.Pix[o+2] = uint8(a*float64(c.B) + (1-a)*float64(bb))
+		out.Pix[o+3] = 255
+	})
+	if err != nil {
 		return nil, err
 	}
+	return out, nil
+}
+
+// eachPixel calls fn with every pixel of img (which must have the result's
+// size) as straight RGBA and its alpha in [0, 1].
+func (r *Result) eachPixel(img image.Image, fn func(x, y int, c color.NRGBA, a float64)) error {
+	if err := r.sameSize(img); err != nil {
+		return err
+	}
 	b := img.Bounds()
-	out := image.NewRGBA(image.Rect(0, 0, r.Width, r.Height))
 	for y := 0; y < r.Height; y++ {
 		for x := 0; x < r.Width; x++ {
 			c := color.NRGBAModel.Convert(img.At(b.Min.X+x, b.Min.Y+y)).(color.NRGBA)
-			a := float64(clamp01(r.Alpha[y*r.Width+x]))
-			br, bgc, bb := bg(x, y)
-			o := out.PixOffset(x, y)
-			out.Pix[o] = uint8(a*float64(c.R) + (1-a)*float64(br))
-			out.Pix[o+1] = uint8(a*float64(c.G) + (1-a)*float64(bgc))
-			out.Pix[o+2] = uint8(a*float64(c.B) + (1-a)*float64(bb))
-			out.Pix[o+3] = 255
+			fn(x, y, c, float64(clamp01(r.Alpha[y*r.Width+x])))
 		}
 	}
-	return out, nil
+	return nil
 }
 
 func (r *Result) sameSize(img image.Image) error {

@@ -16,9 +16,6 @@ import (
 	"flag"
 	"fmt"
 	"image"
-	_ "image/gif"
-	_ "image/jpeg"
-	_ "image/png"
 	"io"
 	"os"
 	"os/signal"
@@ -28,6 +25,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mam-go/mam-go/internal/imagefile"
 	"github.com/mam-go/mam-go/mam"
 	"github.com/mam-go/mam-go/weights"
 )
@@ -89,18 +87,18 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		imagePath = fs.String("image", "", "input image (PNG, JPEG or GIF)")
 		boxFlag   = fs.String("box", "", "box prompt x0,y0,x1,y1 in pixels")
 		modeFlag  = fs.String("mode", "postprocess", "refinement: postprocess (single object), maskguide (several instances) or plain")
-		out       = fs.String("o", "alpha.png", "output alpha matte PNG")
 		bits      = fs.Int("bits", 8, "alpha PNG depth: 8 or 16")
+		out       = fs.String("o", "alpha.png", "output alpha matte PNG")
 		cutout    = fs.String("cutout", "", "also write the object with a transparent background (RGBA PNG)")
 		composite = fs.String("composite", "", "also write a composite over a colour (green, #rrggbb) or an image file")
+		download  = fs.Bool("download", false, "download the released SAM ViT-B and MAM ViT-B checkpoints into the cache directory")
 		compOut   = fs.String("composite-out", "composite.png", "where -composite writes")
 		maskOut   = fs.String("mask", "", "also write SAM's mask as a PNG")
 		dumpDir   = fs.String("dump", "", "write every stage as .npy into this directory")
+		points    pointList
 		preset    = fs.String("preset", "", "force the SAM configuration (vit_b, vit_l, vit_h, tiny)")
-		download  = fs.Bool("download", false, "download the released SAM ViT-B and MAM ViT-B checkpoints into the cache directory")
 		samURL    = fs.String("sam-url", mam.SAMViTB.URL, "where -download gets SAM from")
 		mamURL    = fs.String("mam-url", mam.MAMViTB.URL, "where -download gets MAM from")
-		points    pointList
 	)
 	fs.Var(&points, "point", "point prompt x,y[,label] (repeatable; label 1 = foreground, 0 = background)")
 	if err := fs.Parse(args); err != nil {
@@ -161,7 +159,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stderr, "load        %8.3fs (SAM %s)\n", time.Since(t0).Seconds(), model.SAM.Name)
 
-	img, err := readImage(*imagePath)
+	img, err := imagefile.Read(*imagePath)
 	if err != nil {
 		return err
 	}
@@ -229,7 +227,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		if col, cerr := mam.ParseColor(*composite); cerr == nil {
 			comp, err = res.Composite(img, col)
 		} else {
-			bg, berr := readImage(*composite)
+			bg, berr := imagefile.Read(*composite)
 			if berr != nil {
 				return fmt.Errorf("-composite %q is neither a colour nor a readable image: %v", *composite, berr)
 			}
@@ -244,19 +242,6 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "wrote %s\n", *compOut)
 	}
 	return nil
-}
-
-func readImage(path string) (image.Image, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	img, _, err := image.Decode(f)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return img, nil
 }
 
 func writeNPY(path string, shape []int, data []float32) error {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"testing"
 
 	"github.com/mam-go/mam-go/weights"
@@ -123,7 +124,7 @@ func Index(flat int, shape []int) string {
 // logs the max abs diff either way.
 func Check(t testing.TB, name string, got []float32, gotShape []int, want *weights.Tensor, tol float64, relative bool) Diff {
 	t.Helper()
-	if !sameElems(gotShape, want.Shape) {
+	if !slices.Equal(gotShape, want.Shape) {
 		t.Errorf("%s: shape %v, want %v", name, gotShape, want.Shape)
 		return Diff{FirstBad: 0}
 	}
@@ -145,16 +146,4 @@ func Check(t testing.TB, name string, got []float32, gotShape []int, want *weigh
 		t.Logf("%s: max abs diff %.3g (tolerance %.3g, ref max %.3g)", name, d.MaxAbs, limit, d.RefMax)
 	}
 	return d
-}
-
-func sameElems(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
