@@ -215,20 +215,23 @@ func (d *Device) Gemm(transA, transB bool, m, n, k int, alpha float32, a []float
 	return true
 }
 
+// stored is the (rows, cols) of a rows x cols operand as stored, transposed
+// or not.
+func stored(rows, cols int, trans bool) (int, int) {
+	if trans {
+		return cols, rows
+	}
+	return rows, cols
+}
+
 // gemm checks Gemm's arguments and runs the product on the worker.
 func (d *Device) gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) error {
 	if m <= 0 || n <= 0 || k <= 0 {
 		return fmt.Errorf("cuda: Gemm: sizes m=%d n=%d k=%d must be positive", m, n, k)
 	}
 	// A is ar x ac, B is br x bc, as stored (row-major).
-	ar, ac := m, k
-	if transA {
-		ar, ac = k, m
-	}
-	br, bc := k, n
-	if transB {
-		br, bc = n, k
-	}
+	ar, ac := stored(m, k, transA)
+	br, bc := stored(k, n, transB)
 	if err := checkMatrix("A", a, ar, ac, lda); err != nil {
 		return err
 	}

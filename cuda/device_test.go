@@ -5,10 +5,11 @@ package cuda
 import (
 	"errors"
 	"fmt"
-	"math"
 	"math/rand"
 	"sync"
 	"testing"
+
+	"github.com/mam-go/mam-go/internal/gemmtest"
 )
 
 // openOrSkip opens device 0, skipping the test when there is none.
@@ -26,61 +27,17 @@ func openOrSkip(t *testing.T, opts ...Option) *Device {
 	return d
 }
 
-// refGemm is the float64 reference for row-major Gemm. It returns C and,
-// per element, the scale |alpha|*sum|a||b| + |beta*c| that bounds the
-// rounding error of any float32 (or TF32) evaluation.
-func refGemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) (want, scale []float64) {
-	want, scale = make([]float64, m*n), make([]float64, m*n)
-	for i := 0; i < m; i++ {
-		for j := 0; j < n; j++ {
-			var s, abs float64
-			for p := 0; p < k; p++ {
-				ai, bi := i*lda+p, p*ldb+j
-				if transA {
-					ai = p*lda + i
-				}
-				if transB {
-					bi = j*ldb + p
-				}
-				v := float64(a[ai]) * float64(b[bi])
-				s += v
-				abs += math.Abs(v)
-			}
-			w, sc := float64(alpha)*s, math.Abs(float64(alpha))*abs
-			if beta != 0 {
-				w += float64(beta) * float64(c[i*ldc+j])
-				sc += math.Abs(float64(beta) * float64(c[i*ldc+j]))
-			}
-			want[i*n+j], scale[i*n+j] = w, sc
-		}
-	}
-	return want, scale
-}
-
-// gemmCase is one product; pad is added to every row stride.
-type gemmCase struct {
-	m, n, k        int
-	transA, transB bool
-	alpha, beta    float32
-	pad            int
-	nanC           bool // C starts as NaN: with beta == 0 it must vanish
-}
-
-func (tc gemmCase) String() string {
-	return fmt.Sprintf("m%d_n%d_k%d_tA%v_tB%v_a%g_b%g_pad%d_nan%v", tc.m, tc.n, tc.k, tc.transA, tc.transB, tc.alpha, tc.beta, tc.pad, tc.nanC)
-}
-
 // gemmCases are every transpose combination over shapes that are not
 // multiples of cuBLAS's tiles, packed and padded, with beta 0 and not;
 // sizes grow so that the device buffers are reallocated.
-func gemmCases() []gemmCase {
-	var cs []gemmCase
+func gemmCases() []gemmtest.Case {
+	var cs []gemmtest.Case
 	for _, sz := range [][3]int{{1, 1, 1}, {7, 5, 3}, {64, 48, 32}, {130, 67, 301}, {512, 384, 768}} {
 		for _, tA := range []bool{false, true} {
 			for _, tB := range []bool{false, true} {
 				cs = append(cs,
-					gemmCase{m: sz[0], n: sz[1], k: sz[2], transA: tA, transB: tB, alpha: 1, beta: 0, nanC: true},
-					gemmCase{m: sz[0], n: sz[1], k: sz[2], transA: tA, transB: tB, alpha: -0.5, beta: 1.5, pad: 3},
+					gemmtest.Case{M: sz[0], N: sz[1], K: sz[2], TransA: tA, TransB: tB, Alpha: 1, Beta: 0, NaNC: true},
+					gemmtest.Case{M: sz[0], N: sz[1], K: sz[2], TransA: tA, TransB: tB, Alpha: -0.5, Beta: 1.5, Pad: 3},
 				)
 			}
 		}
@@ -88,61 +45,20 @@ func gemmCases() []gemmCase {
 	return cs
 }
 
-// runCase runs tc on d and checks C against refGemm within tol relative to
-// the error scale, and that the padding between C's rows is untouched. It
-// returns the largest error relative to the scale.
-func runCase(d *Device, rng *rand.Rand, tc gemmCase, tol float64) (float64, error) {
-	const sentinel = -4242
-	ar, ac, br, bc := tc.m, tc.k, tc.k, tc.n
-	if tc.transA {
-		ar, ac = ac, ar
-	}
-	if tc.transB {
-		br, bc = bc, br
-	}
-	lda, ldb, ldc := ac+tc.pad, bc+tc.pad, tc.n+tc.pad
-	a := randFloats(rng, (ar-1)*lda+ac) // exactly as long as needed
-	b := randFloats(rng, (br-1)*ldb+bc)
-	c := randFloats(rng, tc.m*ldc)
-	for i := range c {
-		if i%ldc >= tc.n {
-			c[i] = sentinel
-		} else if tc.nanC {
-			c[i] = float32(math.NaN())
-		}
-	}
-	want, scale := refGemm(tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, c, ldc)
-	if !d.Gemm(tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, c, ldc) {
+// runCase runs tc on d and checks C against the float64 reference within
+// tol of the error scale, and that the padding between C's rows is
+// untouched. It returns the largest error relative to the scale.
+func runCase(d *Device, rng *rand.Rand, tc gemmtest.Case, tol float64) (float64, error) {
+	a, lda, b, ldb, c, ldc := tc.Operands(rng)
+	want, scale := gemmtest.Ref(tc, a, lda, b, ldb, c, ldc)
+	if !d.Gemm(tc.TransA, tc.TransB, tc.M, tc.N, tc.K, tc.Alpha, a, lda, b, ldb, tc.Beta, c, ldc) {
 		return 0, fmt.Errorf("%v: Gemm returned false: %v", tc, d.Err())
 	}
-	var worst float64
-	for i := 0; i < tc.m; i++ {
-		for j := 0; j < ldc; j++ {
-			got := float64(c[i*ldc+j])
-			if j >= tc.n {
-				if got != sentinel {
-					return 0, fmt.Errorf("%v: C[%d][%d] (row padding) = %g, want it untouched", tc, i, j, got)
-				}
-				continue
-			}
-			w := want[i*tc.n+j]
-			rel := math.Abs(got-w) / math.Max(scale[i*tc.n+j], 1e-30)
-			if !(rel <= tol) { // NaN fails too
-				return 0, fmt.Errorf("%v: C[%d][%d] = %g, want %g (error %.3g of the scale %.3g, tolerance %g)", tc, i, j, got, w, rel, scale[i*tc.n+j], tol)
-			}
-			worst = max(worst, rel)
-		}
-	}
-	return worst, nil
+	return gemmtest.Check(tc, c, ldc, want, scale, tol)
 }
 
-func randFloats(rng *rand.Rand, n int) []float32 {
-	s := make([]float32, n)
-	for i := range s {
-		s[i] = rng.Float32()*2 - 1
-	}
-	return s
-}
+// randFloats returns n values uniform in [-1, 1).
+var randFloats = gemmtest.RandFloats
 
 func TestDeviceInfo(t *testing.T) {
 	if !Available() {
@@ -199,7 +115,7 @@ func TestGemmConcurrent(t *testing.T) {
 			defer wg.Done()
 			rng := rand.New(rand.NewSource(int64(100 + g)))
 			for i := 0; i < 10; i++ {
-				tc := gemmCase{m: 33 + 7*g, n: 65 + i, k: 129, transA: g%2 == 1, transB: i%2 == 1, alpha: 1, beta: float32(i % 2), pad: g % 3}
+				tc := gemmtest.Case{M: 33 + 7*g, N: 65 + i, K: 129, TransA: g%2 == 1, TransB: i%2 == 1, Alpha: 1, Beta: float32(i % 2), Pad: g % 3}
 				if _, err := runCase(d, rng, tc, 1e-4); err != nil {
 					t.Error(err)
 					return

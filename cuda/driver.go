@@ -36,38 +36,37 @@ static CUresult mg_ctx_sync(void) { return cuCtxSynchronize(); }
 static CUresult mg_alloc(CUdeviceptr *p, size_t bytes) { return cuMemAlloc(p, bytes); }
 static CUresult mg_free(CUdeviceptr p) { return cuMemFree(p); }
 
-// mg_upload copies height rows of width bytes, srcPitch bytes apart on the
-// host, to packed rows on the device.
-static CUresult mg_upload(CUdeviceptr dst, const void *src, size_t srcPitch, size_t width, size_t height) {
-	if (srcPitch == width) return cuMemcpyHtoD(dst, src, width * height);
+// mg_copy_rows copies height rows of width bytes between the host, rows
+// hostPitch bytes apart, and packed rows on the device: to the device when
+// up, from it otherwise (leaving the host bytes between rows alone).
+static CUresult mg_copy_rows(int up, CUdeviceptr dev, void *host, size_t hostPitch, size_t width, size_t height) {
+	if (hostPitch == width) {
+		return up ? cuMemcpyHtoD(dev, host, width * height) : cuMemcpyDtoH(host, dev, width * height);
+	}
 	CUDA_MEMCPY2D p;
 	memset(&p, 0, sizeof p);
-	p.srcMemoryType = CU_MEMORYTYPE_HOST;
-	p.srcHost = src;
-	p.srcPitch = srcPitch;
-	p.dstMemoryType = CU_MEMORYTYPE_DEVICE;
-	p.dstDevice = dst;
-	p.dstPitch = width;
+	if (up) { // host rows to packed device rows
+		p.srcMemoryType = CU_MEMORYTYPE_HOST; p.srcHost = host; p.srcPitch = hostPitch;
+		p.dstMemoryType = CU_MEMORYTYPE_DEVICE; p.dstDevice = dev; p.dstPitch = width;
+	} else { // packed device rows to host rows
+		p.srcMemoryType = CU_MEMORYTYPE_DEVICE; p.srcDevice = dev; p.srcPitch = width;
+		p.dstMemoryType = CU_MEMORYTYPE_HOST; p.dstHost = host; p.dstPitch = hostPitch;
+	}
 	p.WidthInBytes = width;
 	p.Height = height;
 	return cuMemcpy2D(&p);
 }
 
+// mg_upload copies height rows of width bytes, srcPitch bytes apart on the
+// host, to packed rows on the device.
+static CUresult mg_upload(CUdeviceptr dst, const void *src, size_t srcPitch, size_t width, size_t height) {
+	return mg_copy_rows(1, dst, (void *)src, srcPitch, width, height);
+}
+
 // mg_download copies height packed rows of width bytes from the device to
-// rows dstPitch bytes apart on the host, leaving the bytes between them alone.
+// rows dstPitch bytes apart on the host.
 static CUresult mg_download(void *dst, size_t dstPitch, CUdeviceptr src, size_t width, size_t height) {
-	if (dstPitch == width) return cuMemcpyDtoH(dst, src, width * height);
-	CUDA_MEMCPY2D p;
-	memset(&p, 0, sizeof p);
-	p.srcMemoryType = CU_MEMORYTYPE_DEVICE;
-	p.srcDevice = src;
-	p.srcPitch = width;
-	p.dstMemoryType = CU_MEMORYTYPE_HOST;
-	p.dstHost = dst;
-	p.dstPitch = dstPitch;
-	p.WidthInBytes = width;
-	p.Height = height;
-	return cuMemcpy2D(&p);
+	return mg_copy_rows(0, src, dst, dstPitch, width, height);
 }
 
 static const char *mg_error_name(CUresult r) {
@@ -122,28 +121,20 @@ type blasError struct {
 }
 
 func (e *blasError) Error() string {
-	name := "unknown cublasStatus_t"
-	switch e.status {
-	case C.CUBLAS_STATUS_NOT_INITIALIZED:
-		name = "CUBLAS_STATUS_NOT_INITIALIZED"
-	case C.CUBLAS_STATUS_ALLOC_FAILED:
-		name = "CUBLAS_STATUS_ALLOC_FAILED"
-	case C.CUBLAS_STATUS_INVALID_VALUE:
-		name = "CUBLAS_STATUS_INVALID_VALUE"
-	case C.CUBLAS_STATUS_ARCH_MISMATCH:
-		name = "CUBLAS_STATUS_ARCH_MISMATCH"
-	case C.CUBLAS_STATUS_MAPPING_ERROR:
-		name = "CUBLAS_STATUS_MAPPING_ERROR"
-	case C.CUBLAS_STATUS_EXECUTION_FAILED:
-		name = "CUBLAS_STATUS_EXECUTION_FAILED"
-	case C.CUBLAS_STATUS_INTERNAL_ERROR:
-		name = "CUBLAS_STATUS_INTERNAL_ERROR"
-	case C.CUBLAS_STATUS_NOT_SUPPORTED:
-		name = "CUBLAS_STATUS_NOT_SUPPORTED"
-	case C.CUBLAS_STATUS_LICENSE_ERROR:
-		name = "CUBLAS_STATUS_LICENSE_ERROR"
+	name, ok := blasStatusNames[e.status]
+	if !ok {
+		name = "unknown cublasStatus_t"
 	}
 	return fmt.Sprintf("cuda: %s: %s (%d)", e.op, name, int(e.status))
+}
+
+// blasStatusNames names cuBLAS's error statuses.
+var blasStatusNames = map[C.cublasStatus_t]string{
+	C.CUBLAS_STATUS_NOT_INITIALIZED: "CUBLAS_STATUS_NOT_INITIALIZED", C.CUBLAS_STATUS_ALLOC_FAILED: "CUBLAS_STATUS_ALLOC_FAILED",
+	C.CUBLAS_STATUS_INVALID_VALUE: "CUBLAS_STATUS_INVALID_VALUE", C.CUBLAS_STATUS_ARCH_MISMATCH: "CUBLAS_STATUS_ARCH_MISMATCH",
+	C.CUBLAS_STATUS_MAPPING_ERROR: "CUBLAS_STATUS_MAPPING_ERROR", C.CUBLAS_STATUS_EXECUTION_FAILED: "CUBLAS_STATUS_EXECUTION_FAILED",
+	C.CUBLAS_STATUS_INTERNAL_ERROR: "CUBLAS_STATUS_INTERNAL_ERROR", C.CUBLAS_STATUS_NOT_SUPPORTED: "CUBLAS_STATUS_NOT_SUPPORTED",
+	C.CUBLAS_STATUS_LICENSE_ERROR: "CUBLAS_STATUS_LICENSE_ERROR",
 }
 
 // checkBLAS turns a cuBLAS status into an error naming op.

@@ -2,6 +2,7 @@ package m2m
 
 import (
 	"context"
+	"github.com/mam-go/mam-go/internal/testutil"
 	"github.com/mam-go/mam-go/nn"
 	"math/rand"
 	"slices"
@@ -65,13 +66,10 @@ func benchForward(b *testing.B, cfg Config, e int) {
 	}
 	feat, img, mask := mk(1, cfg.FeatDim, e, e), mk(1, 3, s, s), mk(1, 1, 4*e, 4*e)
 	ctx := context.Background()
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if _, err := d.Forward(ctx, feat, img, mask); err != nil {
-			b.Fatal(err)
-		}
-	}
+	testutil.Bench(b, func() error {
+		_, err := d.Forward(ctx, feat, img, mask)
+		return err
+	})
 }
 
 // BenchmarkForwardTiny runs the golden test size (S = 256, 32-channel

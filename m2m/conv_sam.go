@@ -77,12 +77,8 @@ func New(store *weights.Store, cfg Config) (*Decoder, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	p := nn.NewParams(store)
-	d := newDecoder(p, cfg)
-	if err := p.Err(); err != nil {
-		return nil, fmt.Errorf("m2m: %w", err)
-	}
-	if err := p.CheckUnused(); err != nil {
+	d, err := nn.Build(store, true, func(p *nn.Params) *Decoder { return newDecoder(p, cfg) })
+	if err != nil {
 		return nil, fmt.Errorf("m2m: %w", err)
 	}
 	return d, nil
@@ -96,11 +92,11 @@ func New(store *weights.Store, cfg Config) (*Decoder, error) {
 // own constructors, so its schema is New's. An invalid cfg gives an empty
 // store (New reports why).
 func RandomWeights(cfg Config, seed int64) *weights.Store {
-	p := nn.RandomParams(seed, randomInit)
-	if cfg.Validate() == nil {
-		newDecoder(p, cfg)
-	}
-	return p.Store()
+	return nn.RandomStore(seed, randomInit, func(p *nn.Params) {
+		if cfg.Validate() == nil {
+			newDecoder(p, cfg)
+		}
+	})
 }
 
 // randomInit is RandomWeights' distribution.

@@ -12,40 +12,24 @@ import (
 	"github.com/mam-go/mam-go/weights"
 )
 
-func loadStore(t testing.TB) *weights.Store {
-	t.Helper()
-	s, err := weights.LoadNPZ(testutil.Golden("tiny", "weights", "mam.npz"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-// storeCopy returns a fresh store over the tensors of s, edited by edit.
-func storeCopy(t testing.TB, s *weights.Store, edit func(m map[string]*weights.Tensor)) *weights.Store {
-	t.Helper()
-	m := map[string]*weights.Tensor{}
-	for _, n := range s.Names() {
-		r, err := s.Raw(n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m[n] = r
-	}
-	if edit != nil {
-		edit(m)
-	}
-	return weights.New("copy", m)
-}
-
 func dense(t testing.TB, path string) *nn.Tensor {
 	t.Helper()
 	x := testutil.NPY(t, path)
 	return nn.NewTensor(x.Float32s(), x.Shape...)
 }
 
+func tinyDecoder(t testing.TB) *Decoder {
+	return testutil.Must(New(testutil.Store(t, "tiny", "weights", "mam.npz"), Tiny()))(t)
+}
+
+// goldenImage loads the golden image embeddings and normalised input of a
+// golden image.
+func goldenImage(t testing.TB, name string) (feat, input *nn.Tensor) {
+	return dense(t, testutil.Golden("tiny", name, "image_embeddings.npy")), dense(t, testutil.Golden("tiny", name, "input.npy"))
+}
+
 func TestDetectConfig(t *testing.T) {
-	s := loadStore(t)
+	s := testutil.Store(t, "tiny", "weights", "mam.npz")
 	c, err := DetectConfig(s)
 	if err != nil {
 		t.Fatal(err)
@@ -63,10 +47,7 @@ func TestDetectConfig(t *testing.T) {
 }
 
 func TestForwardGolden(t *testing.T) {
-	d, err := New(loadStore(t), Tiny())
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := tinyDecoder(t)
 	for _, img := range []string{"dog_240", "demo_120"} {
 		var info struct {
 			Cases []string `json:"cases"`
@@ -75,8 +56,7 @@ func TestForwardGolden(t *testing.T) {
 		if len(info.Cases) == 0 {
 			t.Fatalf("%s: no cases", img)
 		}
-		feat := dense(t, testutil.Golden("tiny", img, "image_embeddings.npy"))
-		input := dense(t, testutil.Golden("tiny", img, "input.npy"))
+		feat, input := goldenImage(t, img)
 		for _, cs := range info.Cases {
 			t.Run(img+"/"+cs, func(t *testing.T) {
 				mask := dense(t, testutil.Golden("tiny", img, cs, "guide_mask.npy"))
@@ -100,12 +80,8 @@ func TestForwardGolden(t *testing.T) {
 // for bit inside the region, at even and odd sizes cutting rows, columns
 // or both, and are zero outside it.
 func TestForwardRegion(t *testing.T) {
-	d, err := New(loadStore(t), Tiny())
-	if err != nil {
-		t.Fatal(err)
-	}
-	feat := dense(t, testutil.Golden("tiny", "dog_240", "image_embeddings.npy"))
-	input := dense(t, testutil.Golden("tiny", "dog_240", "input.npy"))
+	d := tinyDecoder(t)
+	feat, input := goldenImage(t, "dog_240")
 	mask := dense(t, testutil.Golden("tiny", "dog_240", "box", "guide_mask.npy"))
 	full, err := d.Forward(context.Background(), feat, input, mask)
 	if err != nil {
@@ -150,12 +126,8 @@ func TestForwardRegion(t *testing.T) {
 // TestForwardOutputsKept checks that the mattes of one Forward are not
 // touched by the next one (outputs are fresh tensors, not copies).
 func TestForwardOutputsKept(t *testing.T) {
-	d, err := New(loadStore(t), Tiny())
-	if err != nil {
-		t.Fatal(err)
-	}
-	feat := dense(t, testutil.Golden("tiny", "dog_240", "image_embeddings.npy"))
-	input := dense(t, testutil.Golden("tiny", "dog_240", "input.npy"))
+	d := tinyDecoder(t)
+	feat, input := goldenImage(t, "dog_240")
 	m1 := dense(t, testutil.Golden("tiny", "dog_240", "box", "guide_mask.npy"))
 	m2 := dense(t, testutil.Golden("tiny", "dog_240", "point", "guide_mask.npy"))
 	first, err := d.Forward(context.Background(), feat, input, m1)
@@ -180,7 +152,7 @@ func TestForwardOutputsKept(t *testing.T) {
 }
 
 func TestNewErrors(t *testing.T) {
-	base := loadStore(t)
+	base := testutil.Store(t, "tiny", "weights", "mam.npz")
 	cases := []struct {
 		name string
 		edit func(m map[string]*weights.Tensor)
@@ -203,7 +175,7 @@ func TestNewErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := New(storeCopy(t, base, c.edit), c.cfg)
+			_, err := New(testutil.StoreCopy(t, base, c.edit), c.cfg)
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -215,10 +187,7 @@ func TestNewErrors(t *testing.T) {
 }
 
 func TestForwardErrors(t *testing.T) {
-	d, err := New(loadStore(t), Tiny())
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := tinyDecoder(t)
 	mk := func(shape ...int) *nn.Tensor {
 		n := 1
 		for _, s := range shape {

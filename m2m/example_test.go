@@ -7,24 +7,16 @@ import (
 
 	"github.com/mam-go/mam-go/m2m"
 	"github.com/mam-go/mam-go/nn"
-	"github.com/mam-go/mam-go/weights"
 )
 
-// Turn a guide mask into mattes. The checkpoint is the small random-weight
-// test model (mam_vitb.pth loads the same way); the inputs here are zeros
+// Turn a guide mask into mattes. The weights are random here (load
+// mam_vitb.pth with weights.Open and m2m.DetectConfig); the inputs are zeros
 // of the shapes SAM gives for a 256-pixel input: embeddings (1, 32, 16,
 // 16), the normalised input (1, 3, 256, 256) and the low-res mask (1, 1,
 // 64, 64).
 func ExampleDecoder_Forward() {
-	store, err := weights.Open("../testdata/golden/tiny/weights/mam.pth")
-	if err != nil {
-		log.Fatal(err)
-	}
-	cfg, err := m2m.DetectConfig(store)
-	if err != nil {
-		log.Fatal(err)
-	}
-	d, err := m2m.New(store, cfg)
+	cfg := m2m.Tiny()
+	d, err := m2m.New(m2m.RandomWeights(cfg, 1), cfg)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package mam
 
 import (
 	"context"
+	"github.com/mam-go/mam-go/internal/testutil"
 	"image"
 	"image/color"
 	"math/rand"
@@ -34,6 +35,16 @@ func vitb(b *testing.B) *Model {
 	return vitbModel
 }
 
+// vitbSession is the ViT-B model and a session on benchImage.
+func vitbSession(b *testing.B) (*Model, *Session) {
+	m := vitb(b)
+	s, err := m.NewSession(context.Background(), benchImage())
+	if err != nil {
+		b.Fatal(err)
+	}
+	return m, s
+}
+
 // benchImage is a seeded random photo-sized image (1024 x 768).
 func benchImage() image.Image {
 	rng := rand.New(rand.NewSource(3))
@@ -53,13 +64,10 @@ var benchPrompt = Prompt{Box: &Box{X0: 200, Y0: 150, X1: 800, Y1: 650}}
 func BenchmarkEncoderViTB(b *testing.B) {
 	m := vitb(b)
 	img := benchImage()
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if _, err := m.NewSession(context.Background(), img); err != nil {
-			b.Fatal(err)
-		}
-	}
+	testutil.Bench(b, func() error {
+		_, err := m.NewSession(context.Background(), img)
+		return err
+	})
 }
 
 // BenchmarkDecoderViTB times one prompt through the prompt encoder and
@@ -74,11 +82,7 @@ func BenchmarkDecoderViTB(b *testing.B) { benchDecoder(b, false) }
 func BenchmarkDecoderAllMasksViTB(b *testing.B) { benchDecoder(b, true) }
 
 func benchDecoder(b *testing.B, all bool) {
-	m := vitb(b)
-	s, err := m.NewSession(context.Background(), benchImage())
-	if err != nil {
-		b.Fatal(err)
-	}
+	_, s := vitbSession(b)
 	in := sam.Prompt{Box: &sam.Box{X0: 200, Y0: 150, X1: 800, Y1: 650}}
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -104,11 +108,7 @@ func BenchmarkM2MViTB(b *testing.B) { benchM2M(b, true) }
 func BenchmarkM2MSquareViTB(b *testing.B) { benchM2M(b, false) }
 
 func benchM2M(b *testing.B, region bool) {
-	m := vitb(b)
-	s, err := m.NewSession(context.Background(), benchImage())
-	if err != nil {
-		b.Fatal(err)
-	}
+	m, s := vitbSession(b)
 	p := s.Predictor()
 	pr, err := p.Predict(context.Background(), sam.Prompt{Box: &sam.Box{X0: 200, Y0: 150, X1: 800, Y1: 650}})
 	if err != nil {
@@ -119,41 +119,28 @@ func benchM2M(b *testing.B, region bool) {
 	if region {
 		rows, cols = p.InputSize()
 	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if _, err := m.M2M.ForwardRegion(context.Background(), p.Embeddings(), p.Input(), guide, rows, cols); err != nil {
-			b.Fatal(err)
-		}
-	}
+	testutil.Bench(b, func() error {
+		_, err := m.M2M.ForwardRegion(context.Background(), p.Embeddings(), p.Input(), guide, rows, cols)
+		return err
+	})
 }
 
 // BenchmarkSecondPromptViTB times a matte on an image already encoded:
 // decoder + M2M + refinement.
 func BenchmarkSecondPromptViTB(b *testing.B) {
-	m := vitb(b)
-	s, err := m.NewSession(context.Background(), benchImage())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if _, err := s.Matte(context.Background(), benchPrompt); err != nil {
-			b.Fatal(err)
-		}
-	}
+	_, s := vitbSession(b)
+	testutil.Bench(b, func() error {
+		_, err := s.Matte(context.Background(), benchPrompt)
+		return err
+	})
 }
 
 // BenchmarkMatteViTB times a whole Matte: encoder, decoder, M2M, refinement.
 func BenchmarkMatteViTB(b *testing.B) {
 	m := vitb(b)
 	img := benchImage()
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if _, err := m.Matte(context.Background(), img, benchPrompt); err != nil {
-			b.Fatal(err)
-		}
-	}
+	testutil.Bench(b, func() error {
+		_, err := m.Matte(context.Background(), img, benchPrompt)
+		return err
+	})
 }

@@ -7,9 +7,9 @@ import (
 	"testing"
 
 	"github.com/mam-go/mam-go/cuda"
+	"github.com/mam-go/mam-go/internal/gemmtest"
 	"github.com/mam-go/mam-go/internal/testutil"
 	"github.com/mam-go/mam-go/nn"
-	"github.com/mam-go/mam-go/weights"
 )
 
 // *cuda.Device must plug into SetDevice, with or without the cuda tag.
@@ -29,26 +29,7 @@ func (d *refDevice) Gemm(transA, transB bool, m, n, k int, alpha float32, a []fl
 		return false
 	}
 	d.handled.Add(1)
-	for i := 0; i < m; i++ {
-		for j := 0; j < n; j++ {
-			var s float64
-			for p := 0; p < k; p++ {
-				ai, bi := i*lda+p, p*ldb+j
-				if transA {
-					ai = p*lda + i
-				}
-				if transB {
-					bi = j*ldb + p
-				}
-				s += float64(a[ai]) * float64(b[bi])
-			}
-			v := float64(alpha) * s
-			if beta != 0 {
-				v += float64(beta) * float64(c[i*ldc+j])
-			}
-			c[i*ldc+j] = float32(v)
-		}
-	}
+	gemmtest.Compute(gemmtest.Case{M: m, N: n, K: k, TransA: transA, TransB: transB, Alpha: alpha, Beta: beta}, a, lda, b, ldb, c, ldc)
 	return true
 }
 
@@ -62,14 +43,7 @@ func TestSetDevice(t *testing.T) {
 		deviceMinFLOPs = saved
 		nn.SetGemmBackend(nil, 0)
 	})
-	ss, err := weights.LoadNPZ(testutil.Golden("tiny", "weights", "sam.npz"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ms, err := weights.LoadNPZ(testutil.Golden("tiny", "weights", "mam.npz"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ss, ms := tinyStores(t)
 	img := testutil.Image(t, testutil.Golden("tiny", "dog_240", "image.png"))
 	dir := testutil.Golden("tiny", "dog_240", "box")
 	var c goldenCase

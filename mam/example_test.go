@@ -77,18 +77,26 @@ func ExampleModel_NewSession() {
 	// true
 }
 
-// Iterative refinement: a first click, then a second one with the first
-// result's mask as a prompt, as SAM's demos do.
-func ExampleSession_Matte() {
-	ctx := context.Background()
+// exampleSession loads the test model and encodes the test image, as
+// ExampleModel_NewSession does.
+func exampleSession(ctx context.Context) (*mam.Session, image.Image) {
 	model, err := mam.Load(ctx, samPath, mamPath)
 	if err != nil {
 		log.Fatal(err)
 	}
-	sess, err := model.NewSession(ctx, loadImage("../testdata/golden/tiny/dog_240/image.png"))
+	img := loadImage("../testdata/golden/tiny/dog_240/image.png")
+	sess, err := model.NewSession(ctx, img)
 	if err != nil {
 		log.Fatal(err)
 	}
+	return sess, img
+}
+
+// Iterative refinement: a first click, then a second one with the first
+// result's mask as a prompt, as SAM's demos do.
+func ExampleSession_Matte() {
+	ctx := context.Background()
+	sess, _ := exampleSession(ctx)
 	first, err := sess.Matte(ctx, mam.Prompt{Points: []mam.Point{{X: 120, Y: 80, Label: 1}}})
 	if err != nil {
 		log.Fatal(err)
@@ -108,15 +116,7 @@ func ExampleSession_Matte() {
 // Matte a mask that came from elsewhere (here, a rectangle).
 func ExampleSession_MatteMask() {
 	ctx := context.Background()
-	model, err := mam.Load(ctx, samPath, mamPath)
-	if err != nil {
-		log.Fatal(err)
-	}
-	img := loadImage("../testdata/golden/tiny/dog_240/image.png")
-	sess, err := model.NewSession(ctx, img)
-	if err != nil {
-		log.Fatal(err)
-	}
+	sess, img := exampleSession(ctx)
 	w, h := img.Bounds().Dx(), img.Bounds().Dy()
 	mask := make([]uint8, w*h)
 	for y := 30; y < 130; y++ {

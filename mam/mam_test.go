@@ -36,21 +36,13 @@ func (c goldenCase) prompt() Prompt {
 	return p
 }
 
+// tinyStores loads the golden tiny SAM and MAM checkpoints.
+func tinyStores(t testing.TB) (samStore, mamStore *weights.Store) {
+	return testutil.Store(t, "tiny", "weights", "sam.npz"), testutil.Store(t, "tiny", "weights", "mam.npz")
+}
+
 func tinyModel(t testing.TB) *Model {
-	t.Helper()
-	ss, err := weights.LoadNPZ(testutil.Golden("tiny", "weights", "sam.npz"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ms, err := weights.LoadNPZ(testutil.Golden("tiny", "weights", "mam.npz"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := New(ss, ms)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
+	return testutil.Must(New(tinyStores(t)))(t)
 }
 
 // TestMatteGolden runs the whole pipeline from image.png and each case's
@@ -175,10 +167,7 @@ func TestMatteBadInput(t *testing.T) {
 // With the hypernetworks' last layers zeroed every mask logit is 0, so
 // SAM's mask is empty: the matte must be all zero in every mode.
 func TestMatteEmptyMask(t *testing.T) {
-	ss, err := weights.LoadNPZ(testutil.Golden("tiny", "weights", "sam.npz"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ss, ms := tinyStores(t)
 	for i := 0; i < 4; i++ {
 		for _, n := range []string{"weight", "bias"} {
 			raw, err := ss.Raw(fmt.Sprintf("mask_decoder.output_hypernetworks_mlps.%d.layers.2.%s", i, n))
@@ -187,10 +176,6 @@ func TestMatteEmptyMask(t *testing.T) {
 			}
 			clear(raw.F32)
 		}
-	}
-	ms, err := weights.LoadNPZ(testutil.Golden("tiny", "weights", "mam.npz"))
-	if err != nil {
-		t.Fatal(err)
 	}
 	m, err := New(ss, ms)
 	if err != nil {

@@ -120,12 +120,13 @@ func TestMorphNaive(t *testing.T) {
 		}
 		return k
 	}
-	cases := []struct {
+	type morphCase struct {
 		name   string
 		h, w   int
 		k      Kernel
 		binary bool
-	}{
+	}
+	cases := []morphCase{
 		{"ellipse 10 binary", 23, 17, EllipseKernel(10), true},
 		{"ellipse 7 grey", 9, 31, EllipseKernel(7), false},
 		{"ellipse 29 small image", 5, 6, EllipseKernel(29), true},
@@ -134,12 +135,13 @@ func TestMorphNaive(t *testing.T) {
 		{"random 4x6", 13, 11, randKernel(4, 6), false},
 		{"random 5x3", 7, 19, randKernel(5, 3), true},
 		{"1x1 image", 1, 1, EllipseKernel(5), false},
-		// binary images take the bit-packed path: rows of several words
-		{"ellipse 10 binary wide", 9, 200, EllipseKernel(10), true},
-		{"ellipse 5 binary 128", 11, 128, EllipseKernel(5), true},
-		{"ellipse 29 binary wide", 40, 130, EllipseKernel(29), true},
-		{"random 5x7 binary wide", 20, 150, randKernel(5, 7), true},
-		{"random 3x9 binary 64", 6, 64, randKernel(3, 9), true},
+	}
+	// Binary images take the bit-packed path: rows of several words.
+	for _, wide := range []struct {
+		h, w int
+		k    Kernel
+	}{{9, 200, EllipseKernel(10)}, {11, 128, EllipseKernel(5)}, {40, 130, EllipseKernel(29)}, {20, 150, randKernel(5, 7)}, {6, 64, randKernel(3, 9)}} {
+		cases = append(cases, morphCase{fmt.Sprintf("binary %dx%d kernel %dx%d", wide.h, wide.w, wide.k.H, wide.k.W), wide.h, wide.w, wide.k, true})
 	}
 	for _, c := range cases {
 		src := make([]uint8, c.h*c.w)

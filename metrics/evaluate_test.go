@@ -301,10 +301,8 @@ func BenchmarkCompute(b *testing.B) {
 		p[i] = float32(r.IntN(256))
 		g[i] = float32(r.IntN(256))
 	}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := Compute(p, g, nil, w, h); err != nil {
-			b.Fatal(err)
-		}
-	}
+	testutil.Bench(b, func() error {
+		_, err := Compute(p, g, nil, w, h)
+		return err
+	})
 }

@@ -129,10 +129,8 @@ func TestRelPosTableResize(t *testing.T) {
 	tab := []float32{1, 2, 3, 4, 5, 6} // (3, 2) for size 2
 	got = relPosTable(tab, 3, 2, 2)
 	want := []float32{3, 4, 1, 2, 5, 6, 3, 4} // R[0,0]=T1 R[0,1]=T0 R[1,0]=T2 R[1,1]=T1
-	for i := range want {
-		if got[i] != want[i] {
-			t.Fatalf("gather: got %v, want %v", got, want)
-		}
+	if !slices.Equal(got, want) {
+		t.Fatalf("gather: got %v, want %v", got, want)
 	}
 }
 
@@ -211,8 +209,8 @@ func TestRelPosSDPA(t *testing.T) {
 			if err := m.Run(context.Background(), in); err != nil {
 				t.Fatal(err)
 			}
-			if s := out.Shape(); !slices.Equal(s, []int{b, h, w, c}) {
-				t.Fatalf("shape %v", s)
+			if !hasShape(out, b, h, w, c) {
+				t.Fatalf("shape %v", out.Shape())
 			}
 			got := make([]float32, b*h*w*c)
 			LinearRows(got, Values(out), b*h*w, c, projW, c, nil)

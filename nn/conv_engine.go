@@ -506,17 +506,24 @@ func (c *convOp) storePhases(acc []float32, nb, mp, img, gy, gx, n int) {
 	}
 }
 
-// newConv2d lowers a convolution (stride, zero padding) over the channel
-// concatenation of srcs to one implicit GEMM phase.
-func newConv2d(srcs [][]float32, srcC []int, n, h, w int, weight []float32, cout, kh, kw, stride, pad int, dst []float32) *convOp {
+// newConvOp returns the parts of a lowered convolution that do not depend
+// on how it is lowered: inputs, output and micro-kernel.
+func newConvOp(srcs [][]float32, srcC []int, n, h, w, cout, oh, ow int, dst []float32) *convOp {
 	cin := 0
 	for _, c := range srcC {
 		cin += c
 	}
-	oh, ow := ConvOutSize(h, kh, stride, pad), ConvOutSize(w, kw, stride, pad)
 	kern := pickKernel(cout)
-	c := &convOp{kern: kern, n: n, srcs: srcs, srcC: srcC, cin: cin, h: h, w: w, stride: stride, step: 1,
-		gh: oh, gw: ow, m: cout, mPanels: (cout + kern.mr - 1) / kern.mr, dst: dst, oh: oh, ow: ow}
+	return &convOp{kern: kern, n: n, srcs: srcs, srcC: srcC, cin: cin, h: h, w: w,
+		m: cout, mPanels: (cout + kern.mr - 1) / kern.mr, dst: dst, oh: oh, ow: ow}
+}
+
+// newConv2d lowers a convolution (stride, zero padding) over the channel
+// concatenation of srcs to one implicit GEMM phase.
+func newConv2d(srcs [][]float32, srcC []int, n, h, w int, weight []float32, cout, kh, kw, stride, pad int, dst []float32) *convOp {
+	c := newConvOp(srcs, srcC, n, h, w, cout, ConvOutSize(h, kh, stride, pad), ConvOutSize(w, kw, stride, pad), dst)
+	c.stride, c.step, c.gh, c.gw = stride, 1, c.oh, c.ow
+	kern, cin := c.kern, c.cin
 	if convWinograd && kh == 3 && kw == 3 && stride == 1 && pad == 1 {
 		c.wino = winogradWeights(kern, weight, cout, cin)
 		return c
@@ -540,15 +547,9 @@ func newConv2d(srcs [][]float32, srcC []int, n, h, w int, weight []float32, cout
 // kernel rows i = i0, i0+stride, ... (i0 = (ry+pad) mod stride) from input
 // row gy + (ry+pad-i)/stride, and likewise along x.
 func newConvTranspose2d(srcs [][]float32, srcC []int, n, h, w int, weight []float32, cout, kh, kw, stride, pad int, dst []float32) *convOp {
-	cin := 0
-	for _, c := range srcC {
-		cin += c
-	}
-	oh, ow := ConvTransposeOutSize(h, kh, stride, pad), ConvTransposeOutSize(w, kw, stride, pad)
-	kern := pickKernel(cout)
-	c := &convOp{kern: kern, n: n, srcs: srcs, srcC: srcC, cin: cin, h: h, w: w, stride: 1, step: stride,
-		gh: (oh + stride - 1) / stride, gw: (ow + stride - 1) / stride,
-		m: cout, mPanels: (cout + kern.mr - 1) / kern.mr, dst: dst, oh: oh, ow: ow}
+	c := newConvOp(srcs, srcC, n, h, w, cout, ConvTransposeOutSize(h, kh, stride, pad), ConvTransposeOutSize(w, kw, stride, pad), dst)
+	c.stride, c.step, c.gh, c.gw = 1, stride, ceilDiv(c.oh, stride), ceilDiv(c.ow, stride)
+	kern, cin := c.kern, c.cin
 	for ry := 0; ry < stride; ry++ {
 		for rx := 0; rx < stride; rx++ {
 			ph := convPhase{ry: ry, rx: rx}
@@ -592,13 +593,9 @@ func newConvTranspose2d(srcs [][]float32, srcC []int, n, h, w int, weight []floa
 // kw), bias (cout) or nil, dst (n, cout, oh, ow) with oh = (h+2*pad-kh)/stride+1
 // and likewise ow. Zero padding.
 func Conv2dInto(dst, x []float32, n, cin, h, w int, weight []float32, cout, kh, kw int, bias []float32, stride, pad int) {
-	oh, ow := ConvOutSize(h, kh, stride, pad), ConvOutSize(w, kw, stride, pad)
-	if oh <= 0 || ow <= 0 || n <= 0 || cout <= 0 {
-		return
+	if ConvOutSize(h, kh, stride, pad) > 0 && ConvOutSize(w, kw, stride, pad) > 0 && n > 0 && cout > 0 {
+		runConv(newConv2d([][]float32{x}, []int{cin}, n, h, w, weight, cout, kh, kw, stride, pad, dst), bias)
 	}
-	c := newConv2d([][]float32{x}, []int{cin}, n, h, w, weight, cout, kh, kw, stride, pad, dst)
-	c.epi.bias = bias
-	c.run()
 }
 
 // ConvTranspose2dInto computes a 2-d transposed convolution, as
@@ -607,11 +604,13 @@ func Conv2dInto(dst, x []float32, n, cin, h, w int, weight []float32, cout, kh, 
 // (cout) or nil, dst (n, cout, oh, ow) with oh = (h-1)*stride-2*pad+kh and
 // likewise ow.
 func ConvTranspose2dInto(dst, x []float32, n, cin, h, w int, weight []float32, cout, kh, kw int, bias []float32, stride, pad int) {
-	oh, ow := ConvTransposeOutSize(h, kh, stride, pad), ConvTransposeOutSize(w, kw, stride, pad)
-	if oh <= 0 || ow <= 0 || n <= 0 || cout <= 0 {
-		return
+	if ConvTransposeOutSize(h, kh, stride, pad) > 0 && ConvTransposeOutSize(w, kw, stride, pad) > 0 && n > 0 && cout > 0 {
+		runConv(newConvTranspose2d([][]float32{x}, []int{cin}, n, h, w, weight, cout, kh, kw, stride, pad, dst), bias)
 	}
-	c := newConvTranspose2d([][]float32{x}, []int{cin}, n, h, w, weight, cout, kh, kw, stride, pad, dst)
+}
+
+// runConv runs c with a bias.
+func runConv(c *convOp, bias []float32) {
 	c.epi.bias = bias
 	c.run()
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand"
-	"slices"
 	"testing"
 )
 
@@ -123,35 +122,10 @@ var convCases = []convCase{
 	{1, 2, 6, 7, 3, 5, 5, 2, 2, false, 0},
 }
 
-func TestConv2dInto(t *testing.T) {
-	rng := rand.New(rand.NewSource(7))
-	for _, c := range convCases {
-		t.Run(fmt.Sprintf("%+v", c), func(t *testing.T) {
-			x := convRand(rng, c.n*c.cin*c.h*c.w)
-			wt := convRand(rng, c.cout*c.cin*c.kh*c.kw)
-			var b []float32
-			if c.bias {
-				b = convRand(rng, c.cout)
-			}
-			if c.budget > 0 {
-				defer setConvTiling(1, c.budget%13+2)()
-			}
-			want := naiveConv2d(x, c.n, c.cin, c.h, c.w, wt, c.cout, c.kh, c.kw, b, c.stride, c.pad)
-			got := make([]float32, len(want))
-			for i := range got {
-				got[i] = float32(math.NaN()) // every output must be written
-			}
-			Conv2dInto(got, x, c.n, c.cin, c.h, c.w, wt, c.cout, c.kh, c.kw, b, c.stride, c.pad)
-			if d := convMaxDiff(t, got, want); d > 1e-5 {
-				t.Errorf("max abs diff %g", d)
-			}
-		})
-	}
-}
+func TestConv2dInto(t *testing.T) { checkConvInto(t, 7, convCases, false) }
 
 func TestConvTranspose2dInto(t *testing.T) {
-	rng := rand.New(rand.NewSource(8))
-	cases := []convCase{
+	checkConvInto(t, 8, []convCase{
 		{1, 3, 5, 7, 4, 4, 4, 2, 1, false, 0}, // M2M's upsampling conv
 		{2, 3, 5, 7, 4, 4, 4, 2, 1, true, 0},
 		{1, 6, 4, 4, 3, 2, 2, 2, 0, true, 0}, // SAM's output upscaling
@@ -160,11 +134,21 @@ func TestConvTranspose2dInto(t *testing.T) {
 		{2, 3, 5, 7, 4, 4, 4, 2, 1, true, 20},   // tiled by rows
 		{2, 3, 5, 7, 4, 4, 4, 2, 1, true, 1000}, // tiles of 2 rows, the last one partial
 		{1, 2, 5, 6, 3, 2, 2, 1, 2, true, 0},    // padding cropping whole taps
+	}, true)
+}
+
+// checkConvInto runs Conv2dInto, or ConvTranspose2dInto when transposed,
+// on every case against the naive reference.
+func checkConvInto(t *testing.T, seed int64, cases []convCase, transposed bool) {
+	rng := rand.New(rand.NewSource(seed))
+	kernel, naive := Conv2dInto, naiveConv2d
+	if transposed {
+		kernel, naive = ConvTranspose2dInto, naiveConvTranspose2d
 	}
 	for _, c := range cases {
 		t.Run(fmt.Sprintf("%+v", c), func(t *testing.T) {
 			x := convRand(rng, c.n*c.cin*c.h*c.w)
-			wt := convRand(rng, c.cin*c.cout*c.kh*c.kw)
+			wt := convRand(rng, c.cout*c.cin*c.kh*c.kw) // either layout
 			var b []float32
 			if c.bias {
 				b = convRand(rng, c.cout)
@@ -172,12 +156,12 @@ func TestConvTranspose2dInto(t *testing.T) {
 			if c.budget > 0 {
 				defer setConvTiling(1, c.budget%13+2)()
 			}
-			want := naiveConvTranspose2d(x, c.n, c.cin, c.h, c.w, wt, c.cout, c.kh, c.kw, b, c.stride, c.pad)
+			want := naive(x, c.n, c.cin, c.h, c.w, wt, c.cout, c.kh, c.kw, b, c.stride, c.pad)
 			got := make([]float32, len(want))
 			for i := range got {
-				got[i] = float32(math.NaN())
+				got[i] = float32(math.NaN()) // every output must be written
 			}
-			ConvTranspose2dInto(got, x, c.n, c.cin, c.h, c.w, wt, c.cout, c.kh, c.kw, b, c.stride, c.pad)
+			kernel(got, x, c.n, c.cin, c.h, c.w, wt, c.cout, c.kh, c.kw, b, c.stride, c.pad)
 			if d := convMaxDiff(t, got, want); d > 1e-5 {
 				t.Errorf("max abs diff %g", d)
 			}
@@ -208,8 +192,8 @@ func TestConvGraph(t *testing.T) {
 	}
 	wantY := naiveConv2d(in["x"], 1, 3, 6, 5, in["w"], 4, 3, 3, in["b"], 1, 1)
 	wantZ := naiveConvTranspose2d(wantY, 1, 4, 6, 5, in["wt"], 2, 4, 4, nil, 2, 1)
-	if s := z.Shape(); !slices.Equal(s, []int{1, 2, 12, 10}) {
-		t.Fatalf("shape %v", s)
+	if !hasShape(z, 1, 2, 12, 10) {
+		t.Fatalf("shape %v", z.Shape())
 	}
 	if d := convMaxDiff(t, Values(z), wantZ); d > 1e-4 {
 		t.Errorf("max abs diff %g", d)
@@ -251,54 +235,37 @@ func TestConvLeakyReLU(t *testing.T) {
 		}
 		return out
 	}
-	for _, c := range []convCase{
-		{1, 3, 7, 5, 4, 3, 3, 1, 1, true, 0},
-		{2, 3, 9, 10, 5, 3, 3, 1, 1, true, 600}, // per-tile activation
-		{1, 5, 6, 6, 2, 1, 1, 1, 0, true, 0},    // direct 1x1
+	for _, tc := range []struct {
+		c          convCase
+		transposed bool
+	}{
+		{convCase{1, 3, 7, 5, 4, 3, 3, 1, 1, true, 0}, false},
+		{convCase{2, 3, 9, 10, 5, 3, 3, 1, 1, true, 600}, false}, // per-tile activation
+		{convCase{1, 5, 6, 6, 2, 1, 1, 1, 0, true, 0}, false},    // direct 1x1
+		{convCase{2, 3, 5, 7, 4, 4, 4, 2, 1, true, 0}, true},
 	} {
-		x := convRand(rng, c.n*c.cin*c.h*c.w)
-		wt := convRand(rng, c.cout*c.cin*c.kh*c.kw)
-		b := convRand(rng, c.cout)
+		c := tc.c
+		x, wt, b := convRand(rng, c.n*c.cin*c.h*c.w), convRand(rng, c.cout*c.cin*c.kh*c.kw), convRand(rng, c.cout)
 		if c.budget > 0 {
 			defer setConvTiling(1, c.budget%13+2)()
 		}
-		want := leaky(naiveConv2d(x, c.n, c.cin, c.h, c.w, wt, c.cout, c.kh, c.kw, b, c.stride, c.pad))
 		g := NewGraph()
-		y := g.Conv2dFused([]*Node{g.Input("x", c.n, c.cin, c.h, c.w)}, g.Input("w", c.cout, c.cin, c.kh, c.kw), g.Input("b", c.cout), ConvOptions{Stride: c.stride, Pad: c.pad, LeakyReLU: true, Slope: 0.2})
+		naive, op, ws := naiveConv2d, g.Conv2dFused, []int{c.cout, c.cin, c.kh, c.kw}
+		if tc.transposed {
+			naive, op, ws = naiveConvTranspose2d, g.ConvTranspose2dFused, []int{c.cin, c.cout, c.kh, c.kw}
+		}
+		want := leaky(naive(x, c.n, c.cin, c.h, c.w, wt, c.cout, c.kh, c.kw, b, c.stride, c.pad))
+		y := op([]*Node{g.Input("x", c.n, c.cin, c.h, c.w)}, g.Input("w", ws...), g.Input("b", c.cout), ConvOptions{Stride: c.stride, Pad: c.pad, LeakyReLU: true, Slope: 0.2})
 		m, err := g.Compile()
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = m.Run(context.Background(), map[string]*Tensor{
-			"x": NewTensor(x, c.n, c.cin, c.h, c.w), "w": NewTensor(wt, c.cout, c.cin, c.kh, c.kw), "b": NewTensor(b, c.cout),
-		})
-		if err != nil {
+		if err := m.Exec(context.Background(), map[string][]float32{"x": x, "w": wt, "b": b}); err != nil {
 			t.Fatal(err)
 		}
 		if d := convMaxDiff(t, Values(y), want); d > 1e-5 {
-			t.Errorf("conv %+v: max abs diff %g", c, d)
+			t.Errorf("%+v (transposed %v): max abs diff %g", c, tc.transposed, d)
 		}
-	}
-	// transposed
-	c := convCase{2, 3, 5, 7, 4, 4, 4, 2, 1, true, 0}
-	x := convRand(rng, c.n*c.cin*c.h*c.w)
-	wt := convRand(rng, c.cin*c.cout*c.kh*c.kw)
-	b := convRand(rng, c.cout)
-	want := leaky(naiveConvTranspose2d(x, c.n, c.cin, c.h, c.w, wt, c.cout, c.kh, c.kw, b, c.stride, c.pad))
-	g := NewGraph()
-	y := g.ConvTranspose2dFused([]*Node{g.Input("x", c.n, c.cin, c.h, c.w)}, g.Input("w", c.cin, c.cout, c.kh, c.kw), g.Input("b", c.cout), ConvOptions{Stride: c.stride, Pad: c.pad, LeakyReLU: true, Slope: 0.2})
-	m, err := g.Compile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = m.Run(context.Background(), map[string]*Tensor{
-		"x": NewTensor(x, c.n, c.cin, c.h, c.w), "w": NewTensor(wt, c.cin, c.cout, c.kh, c.kw), "b": NewTensor(b, c.cout),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d := convMaxDiff(t, Values(y), want); d > 1e-5 {
-		t.Errorf("transposed: max abs diff %g", d)
 	}
 }
 
@@ -511,8 +478,8 @@ func TestConvFused(t *testing.T) {
 			if err := m.Run(context.Background(), in); err != nil {
 				t.Fatal(err)
 			}
-			if s := y.Shape(); !slices.Equal(s, []int{c.n, c.cout, oh, ow}) {
-				t.Fatalf("shape %v, want (%d, %d, %d, %d)", s, c.n, c.cout, oh, ow)
+			if !hasShape(y, c.n, c.cout, oh, ow) {
+				t.Fatalf("shape %v, want (%d, %d, %d, %d)", y.Shape(), c.n, c.cout, oh, ow)
 			}
 			if d := convMaxDiff(t, Values(y), want); d > 1e-4 {
 				t.Errorf("max abs diff %g", d)
@@ -665,7 +632,7 @@ func TestConvTranspose2dHead(t *testing.T) {
 			if err := m.Run(context.Background(), in); err != nil {
 				t.Fatal(err)
 			}
-			if !slices.Equal(fused.Shape(), ref.Shape()) {
+			if !hasShape(fused, ref.Shape()...) {
 				t.Fatalf("shape %v, want %v", fused.Shape(), ref.Shape())
 			}
 			if d := convMaxDiff(t, Values(fused), Values(ref)); d > 1e-4 {

@@ -70,38 +70,19 @@ func (g *Graph) Add(a, b *Node) *Node {
 }
 
 // GELU applies the exact GELU elementwise.
-func (g *Graph) GELU(x *Node) *Node {
-	if !g.ok(x) {
-		return nil
-	}
-	return g.OpFull("GELU", shapeOf(x), func(o []float32, v [][]float32) error {
-		GELUSlice(o, v[0])
-		return nil
-	}, x)
-}
+func (g *Graph) GELU(x *Node) *Node { return g.unary("GELU", x, GELUSlice) }
 
 // ReLU applies max(0, x) elementwise.
-func (g *Graph) ReLU(x *Node) *Node {
-	if !g.ok(x) {
-		return nil
-	}
-	return g.OpFull("ReLU", shapeOf(x), func(o []float32, v [][]float32) error {
-		ReLUSlice(o, v[0])
-		return nil
-	}, x)
-}
+func (g *Graph) ReLU(x *Node) *Node { return g.unary("ReLU", x, ReLUSlice) }
 
 // TanhUnitRegion is TanhUnit on the region r of each plane of an NCHW x,
 // zero elsewhere.
 func (g *Graph) TanhUnitRegion(x *Node, r Region) *Node {
-	if !g.ok(x) {
+	n, c, h, w, ok := g.nchw("tanh unit", x)
+	if !ok {
 		return nil
 	}
-	xs := shapeOf(x)
-	if len(xs) != 4 {
-		return g.fail("tanh unit: input %v is not NCHW", xs)
-	}
-	planes, h, w := xs[0]*xs[1], xs[2], xs[3]
+	xs, planes := shapeOf(x), n*c
 	rows, cols := r.limits(h, w)
 	return g.Op("TanhUnit", xs, func(o []float32, v [][]float32) error {
 		src, dst := v[0], o
@@ -111,6 +92,17 @@ func (g *Graph) TanhUnitRegion(x *Node, r Region) *Node {
 				tanhUnitRow(dst[off:off+cols], src[off:off+cols])
 			}
 		})
+		return nil
+	}, x)
+}
+
+// unary adds an op applying f(dst, src) to x.
+func (g *Graph) unary(name string, x *Node, f func(dst, src []float32)) *Node {
+	if !g.ok(x) {
+		return nil
+	}
+	return g.OpFull(name, shapeOf(x), func(o []float32, v [][]float32) error {
+		f(o, v[0])
 		return nil
 	}, x)
 }

@@ -92,25 +92,10 @@ func gelu32(x float32) float32 {
 }
 
 // expShiftSumGo sets x[i] = e^(x[i]-mx) and returns the sum of the results.
-// It is exp32 written out in the loop (the compiler does not inline it).
 func expShiftSumGo(x []float32, mx float32) float32 {
 	var sum float32
 	for i, v := range x {
-		v -= mx
-		if v < expLo {
-			v = expLo
-		}
-		if v > expHi {
-			v = expHi
-		}
-		t := v*expLog2e + expRound
-		n := t - expRound
-		r := v - n*expC1
-		r -= n * expC2
-		p := ((((expP0*r+expP1)*r+expP2)*r+expP3)*r+expP4)*r + expP5
-		y := p*(r*r) + r + 1
-		k := math.Float32bits(t) - math.Float32bits(expRound)
-		e := y * math.Float32frombits((k+127)<<23)
+		e := exp32(v - mx)
 		x[i] = e
 		sum += e
 	}

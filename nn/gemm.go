@@ -132,19 +132,7 @@ func gemmPre(kern *gemmKernel, threads int, pre *PackedB, transA, transB bool, m
 	if m < 0 || n < 0 || k < 0 {
 		panic(fmt.Sprintf("nn: Gemm: negative size m=%d n=%d k=%d", m, n, k))
 	}
-	ar, ac := m, k
-	if transA {
-		ar, ac = k, m
-	}
-	br, bc := k, n
-	if transB {
-		br, bc = n, k
-	}
-	checkMatrix("A", a, ar, ac, lda)
-	if pre == nil { // a packed B was checked when packed
-		checkMatrix("B", b, br, bc, ldb)
-	}
-	checkMatrix("C", c, m, n, ldc)
+	checkGemm(transA, transB, m, n, k, a, lda, b, ldb, c, ldc, pre == nil) // a packed B was checked when packed
 	if m == 0 || n == 0 {
 		return
 	}
@@ -173,6 +161,23 @@ func gemmPre(kern *gemmKernel, threads int, pre *PackedB, transA, transB bool, m
 	g.a, g.b, g.c, g.pre = nil, nil, nil, nil
 	g.bp = nil
 	gemmCallPool.Put(g)
+}
+
+// checkGemm panics unless a, b (when checkB) and c hold Gemm's operands.
+func checkGemm(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, checkB bool) {
+	ar, ac := m, k // A as stored
+	if transA {
+		ar, ac = k, m
+	}
+	checkMatrix("A", a, ar, ac, lda)
+	if checkB {
+		if transB {
+			checkMatrix("B", b, n, k, ldb)
+		} else {
+			checkMatrix("B", b, k, n, ldb)
+		}
+	}
+	checkMatrix("C", c, m, n, ldc)
 }
 
 // checkMatrix panics unless s holds a rows x cols matrix with row stride ld.

@@ -51,17 +51,7 @@ func gemmOffload(transA, transB bool, m, n, k int, alpha float32, a []float32, l
 	if gemmFLOPs(m, n, k) < be.minFLOPs {
 		return false
 	}
-	ar, ac := m, k
-	if transA {
-		ar, ac = k, m
-	}
-	br, bc := k, n
-	if transB {
-		br, bc = n, k
-	}
-	checkMatrix("A", a, ar, ac, lda)
-	checkMatrix("B", b, br, bc, ldb)
-	checkMatrix("C", c, m, n, ldc)
+	checkGemm(transA, transB, m, n, k, a, lda, b, ldb, c, ldc, true)
 	return be.f(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 

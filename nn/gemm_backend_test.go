@@ -1,13 +1,14 @@
 package nn
 
 import (
+	"github.com/mam-go/mam-go/internal/gemmtest"
 	"math"
 	"math/rand"
 	"sync/atomic"
 	"testing"
 )
 
-// fakeBackend is a GemmBackend that computes with refGemm (or declines)
+// fakeBackend is a GemmBackend that computes the reference (or declines)
 // and records what it was given.
 type fakeBackend struct {
 	decline bool
@@ -21,88 +22,47 @@ func (f *fakeBackend) gemm(transA, transB bool, m, n, k int, alpha float32, a []
 	if f.decline {
 		return false
 	}
-	ref := refGemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-	for i := 0; i < m; i++ {
-		for j := 0; j < n; j++ {
-			c[i*ldc+j] = float32(ref[i*n+j])
-		}
-	}
+	gemmtest.Compute(gemmtest.Case{M: m, N: n, K: k, TransA: transA, TransB: transB, Alpha: alpha, Beta: beta}, a, lda, b, ldb, c, ldc)
 	return true
 }
 
 func TestGemmBackend(t *testing.T) {
 	t.Cleanup(func() { SetGemmBackend(nil, 0) })
-	const sentinel = -12345
 	for _, tc := range []struct {
-		name           string
-		m, n, k        int
-		transA, transB bool
-		alpha, beta    float32
-		pad            int
-		minFLOPs       int64 // relative to 2*m*n*k: the threshold is flops+minFLOPs
-		decline        bool
-		wantCalls      int32
+		name      string
+		c         gemmtest.Case
+		minFLOPs  int64 // relative to 2*m*n*k: the threshold is flops+minFLOPs
+		decline   bool
+		wantCalls int32
 	}{
-		{"NN at threshold", 16, 24, 8, false, false, 1, 0, 0, 0, false, 1},
-		{"NT padded", 16, 24, 8, false, true, 1, 0, 3, 0, false, 1},
-		{"TN beta", 9, 33, 17, true, false, 0.5, 2, 1, -100, false, 1},
-		{"TT padded beta", 31, 7, 12, true, true, -1, 1, 5, 0, false, 1},
-		{"below threshold", 16, 24, 8, false, false, 1, 0, 0, 1, false, 0},
-		{"declined", 16, 24, 8, true, false, 1, 1, 2, 0, true, 1},
-		{"alpha zero stays", 16, 24, 8, false, false, 0, 2, 0, -1000, false, 0},
+		{"NN at threshold", gemmtest.Case{M: 16, N: 24, K: 8, Alpha: 1}, 0, false, 1},
+		{"NT padded", gemmtest.Case{M: 16, N: 24, K: 8, TransB: true, Alpha: 1, Pad: 3}, 0, false, 1},
+		{"TN beta", gemmtest.Case{M: 9, N: 33, K: 17, TransA: true, Alpha: 0.5, Beta: 2, Pad: 1}, -100, false, 1},
+		{"TT padded beta", gemmtest.Case{M: 31, N: 7, K: 12, TransA: true, TransB: true, Alpha: -1, Beta: 1, Pad: 5}, 0, false, 1},
+		{"below threshold", gemmtest.Case{M: 16, N: 24, K: 8, Alpha: 1}, 1, false, 0},
+		{"declined", gemmtest.Case{M: 16, N: 24, K: 8, TransA: true, Alpha: 1, Beta: 1, Pad: 2}, 0, true, 1},
+		{"alpha zero stays", gemmtest.Case{M: 16, N: 24, K: 8, Beta: 2}, -1000, false, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rng := rand.New(rand.NewSource(int64(tc.m*1000 + tc.n*10 + tc.k)))
-			ar, ac, br, bc := tc.m, tc.k, tc.k, tc.n
-			if tc.transA {
-				ar, ac = ac, ar
-			}
-			if tc.transB {
-				br, bc = bc, br
-			}
-			lda, ldb, ldc := ac+tc.pad, bc+tc.pad, tc.n+tc.pad
-			a := randFloats(rng, ar*lda)
-			b := randFloats(rng, br*ldb)
-			c := randFloats(rng, tc.m*ldc)
-			for i := 0; i < tc.m; i++ {
-				for j := tc.n; j < ldc; j++ {
-					c[i*ldc+j] = sentinel
-				}
-			}
-			want := refGemm(tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, c, ldc)
-
+			c := tc.c
+			a, lda, b, ldb, cm, ldc := c.Operands(rand.New(rand.NewSource(int64(c.M*1000 + c.N*10 + c.K))))
+			want, scale := gemmtest.Ref(c, a, lda, b, ldb, cm, ldc)
 			f := &fakeBackend{decline: tc.decline}
-			SetGemmBackend(f.gemm, 2*int64(tc.m*tc.n*tc.k)+tc.minFLOPs)
-			Gemm(tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, c, ldc)
+			SetGemmBackend(f.gemm, 2*int64(c.M*c.N*c.K)+tc.minFLOPs)
+			Gemm(c.TransA, c.TransB, c.M, c.N, c.K, c.Alpha, a, lda, b, ldb, c.Beta, cm, ldc)
 			SetGemmBackend(nil, 0)
 
 			if got := f.calls.Load(); got != tc.wantCalls {
 				t.Fatalf("backend called %d times, want %d", got, tc.wantCalls)
 			}
-			if tc.wantCalls > 0 {
-				if wantArgs := [5]int{tc.m, tc.n, tc.k, lda, ldb}; f.last != wantArgs {
-					t.Errorf("backend got m, n, k, lda, ldb = %v, want %v", f.last, wantArgs)
-				}
+			if wantArgs := [5]int{c.M, c.N, c.K, lda, ldb}; tc.wantCalls > 0 && f.last != wantArgs {
+				t.Errorf("backend got m, n, k, lda, ldb = %v, want %v", f.last, wantArgs)
 			}
-			var worst float64
-			for i := 0; i < tc.m; i++ {
-				for j := 0; j < ldc; j++ {
-					got := float64(c[i*ldc+j])
-					if j >= tc.n {
-						if got != sentinel {
-							t.Fatalf("C[%d][%d] (row padding) = %g, want it untouched", i, j, got)
-						}
-						continue
-					}
-					w := want[i*tc.n+j]
-					d := math.Abs(got-w) / math.Max(1, math.Abs(w))
-					if !(d <= 1e-4) {
-						t.Fatalf("C[%d][%d] = %g, want %g (relative diff %.3g)", i, j, got, w, d)
-					}
-					worst = max(worst, d)
-				}
+			worst, err := gemmtest.Check(c, cm, ldc, want, scale, 1e-5)
+			if err != nil {
+				t.Fatal(err)
 			}
-			t.Logf("max relative diff %.3g", worst)
+			t.Logf("max error %.3g of the scale", worst)
 		})
 	}
 }

@@ -2,62 +2,17 @@ package nn
 
 import (
 	"fmt"
-	"math"
+	"github.com/mam-go/mam-go/internal/gemmtest"
 	"math/rand"
 	"runtime"
 	"testing"
 )
 
-// refGemm is the naive float64 reference for Gemm (beta == 0 ignores C).
-func refGemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) []float64 {
-	out := make([]float64, m*n)
-	for i := 0; i < m; i++ {
-		for j := 0; j < n; j++ {
-			var s float64
-			for p := 0; p < k; p++ {
-				ai, bi := i*lda+p, p*ldb+j
-				if transA {
-					ai = p*lda + i
-				}
-				if transB {
-					bi = j*ldb + p
-				}
-				av, bv := a[ai], b[bi]
-				s += float64(av) * float64(bv)
-			}
-			v := float64(alpha) * s
-			if beta != 0 {
-				v += float64(beta) * float64(c[i*ldc+j])
-			}
-			out[i*n+j] = v
-		}
-	}
-	return out
-}
+// randFloats returns n values uniform in [-1, 1).
+var randFloats = gemmtest.RandFloats
 
-func randFloats(rng *rand.Rand, n int) []float32 {
-	s := make([]float32, n)
-	for i := range s {
-		s[i] = rng.Float32()*2 - 1
-	}
-	return s
-}
-
-// gemmCase is one Gemm problem; pad is added to every row stride.
-type gemmCase struct {
-	m, n, k        int
-	transA, transB bool
-	alpha, beta    float32
-	pad            int
-	nanC           bool // fill C with NaN (with beta == 0 it must vanish)
-}
-
-func (tc gemmCase) String() string {
-	return fmt.Sprintf("m%d_n%d_k%d_tA%v_tB%v_a%g_b%g_pad%d_nan%v", tc.m, tc.n, tc.k, tc.transA, tc.transB, tc.alpha, tc.beta, tc.pad, tc.nanC)
-}
-
-func gemmCases() []gemmCase {
-	var cs []gemmCase
+func gemmCases() []gemmtest.Case {
+	var cs []gemmtest.Case
 	sizes := [][3]int{
 		{0, 5, 7}, {5, 0, 7}, {4, 5, 0}, {1, 1, 1}, {3, 17, 5}, {17, 3, 65},
 		{14, 32, 256}, {6, 16, 4}, {65, 257, 17}, {257, 65, 300}, {29, 33, 513},
@@ -67,77 +22,42 @@ func gemmCases() []gemmCase {
 	for si, sz := range sizes {
 		for t := 0; t < 4; t++ {
 			ab := scalars[(si+t)%len(scalars)]
-			cs = append(cs, gemmCase{
-				m: sz[0], n: sz[1], k: sz[2],
-				transA: t&1 != 0, transB: t&2 != 0,
-				alpha: ab[0], beta: ab[1],
-				pad: (si + t) % 3 * 5, nanC: ab[1] == 0,
+			cs = append(cs, gemmtest.Case{
+				M: sz[0], N: sz[1], K: sz[2],
+				TransA: t&1 != 0, TransB: t&2 != 0,
+				Alpha: ab[0], Beta: ab[1],
+				Pad: (si + t) % 3 * 5, NaNC: ab[1] == 0,
 			})
 		}
 	}
 	// Every alpha/beta pair on one odd shape, NaN in C for beta 0.
 	for _, ab := range scalars {
-		cs = append(cs, gemmCase{m: 37, n: 41, k: 43, alpha: ab[0], beta: ab[1], pad: 3, nanC: ab[1] == 0})
+		cs = append(cs, gemmtest.Case{M: 37, N: 41, K: 43, Alpha: ab[0], Beta: ab[1], Pad: 3, NaNC: ab[1] == 0})
 	}
 	return cs
 }
 
 // runGemmCase runs tc with kern on threads goroutines and checks it against
 // the float64 reference and that C's padding is untouched.
-func runGemmCase(t *testing.T, rng *rand.Rand, kern *gemmKernel, threads int, tc gemmCase) {
+func runGemmCase(t *testing.T, rng *rand.Rand, kern *gemmKernel, threads int, tc gemmtest.Case) {
 	t.Helper()
 	runGemmCasePacked(t, rng, kern, threads, tc, false)
 }
 
 // runGemmCasePacked is runGemmCase, with B packed beforehand (PackB) when
 // packed is set.
-func runGemmCasePacked(t *testing.T, rng *rand.Rand, kern *gemmKernel, threads int, tc gemmCase, packed bool) {
+func runGemmCasePacked(t *testing.T, rng *rand.Rand, kern *gemmKernel, threads int, tc gemmtest.Case, packed bool) {
 	t.Helper()
-	ar, ac := tc.m, tc.k
-	if tc.transA {
-		ar, ac = tc.k, tc.m
-	}
-	br, bc := tc.k, tc.n
-	if tc.transB {
-		br, bc = tc.n, tc.k
-	}
-	lda, ldb, ldc := ac+tc.pad, bc+tc.pad, tc.n+tc.pad
-	a := randFloats(rng, max(ar*lda, 1))
-	b := randFloats(rng, max(br*ldb, 1))
-	c := randFloats(rng, max(tc.m*ldc, 1))
-	const sentinel = 12345
-	for i := 0; i < tc.m; i++ {
-		for j := tc.n; j < ldc; j++ {
-			c[i*ldc+j] = sentinel
-		}
-		if tc.nanC {
-			for j := 0; j < tc.n; j++ {
-				c[i*ldc+j] = float32(math.NaN())
-			}
-		}
-	}
-	want := refGemm(tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, c, ldc)
+	a, lda, b, ldb, c, ldc := tc.Operands(rng)
+	want, scale := gemmtest.Ref(tc, a, lda, b, ldb, c, ldc)
 	if packed {
-		pb := packBFor(kern, tc.transB, tc.k, tc.n, b, ldb)
-		gemmPre(kern, threads, pb, tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, c, ldc)
+		pb := packBFor(kern, tc.TransB, tc.K, tc.N, b, ldb)
+		gemmPre(kern, threads, pb, tc.TransA, tc.TransB, tc.M, tc.N, tc.K, tc.Alpha, a, lda, b, ldb, tc.Beta, c, ldc)
 	} else {
-		gemmWith(kern, threads, tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, c, ldc)
+		gemmWith(kern, threads, tc.TransA, tc.TransB, tc.M, tc.N, tc.K, tc.Alpha, a, lda, b, ldb, tc.Beta, c, ldc)
 	}
-	tol := 1e-5 * float64(max(tc.k, 1))
-	for i := 0; i < tc.m; i++ {
-		for j := 0; j < ldc; j++ {
-			got := float64(c[i*ldc+j])
-			if j >= tc.n {
-				if got != sentinel {
-					t.Fatalf("C[%d,%d] (padding) = %g, was overwritten", i, j, got)
-				}
-				continue
-			}
-			w := want[i*tc.n+j]
-			if d := math.Abs(got - w); !(d <= tol*math.Max(1, math.Abs(w))) {
-				t.Fatalf("C[%d,%d] = %g, want %g (diff %g > tol %g)", i, j, got, w, d, tol)
-			}
-		}
+	if _, err := gemmtest.Check(tc, c, ldc, want, scale, 2e-6*float64(max(tc.K, 1))); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -219,11 +139,11 @@ func TestGemmBlocking(t *testing.T) {
 		kern := *base
 		kern.kc, kern.mc, kern.nc = 7, 3*kern.mr, 2*kern.nr
 		for _, threads := range []int{1, 2, 4} {
-			for _, tc := range []gemmCase{
-				{m: 100, n: 90, k: 50, alpha: 1, beta: 0, nanC: true},
-				{m: 100, n: 90, k: 50, transA: true, alpha: 0.5, beta: 1, pad: 2},
-				{m: 61, n: 130, k: 23, transB: true, alpha: -1, beta: 0.5, pad: 1},
-				{m: 130, n: 61, k: 29, transA: true, transB: true, alpha: 2, beta: 0, pad: 4, nanC: true},
+			for _, tc := range []gemmtest.Case{
+				{M: 100, N: 90, K: 50, Alpha: 1, Beta: 0, NaNC: true},
+				{M: 100, N: 90, K: 50, TransA: true, Alpha: 0.5, Beta: 1, Pad: 2},
+				{M: 61, N: 130, K: 23, TransB: true, Alpha: -1, Beta: 0.5, Pad: 1},
+				{M: 130, N: 61, K: 29, TransA: true, TransB: true, Alpha: 2, Beta: 0, Pad: 4, NaNC: true},
 			} {
 				t.Run(fmt.Sprintf("%s/t%d/%v", kern.name, threads, tc), func(t *testing.T) {
 					runGemmCase(t, rng, &kern, threads, tc)
@@ -236,19 +156,12 @@ func TestGemmBlocking(t *testing.T) {
 // TestGemmPublic checks the exported entry point on a size large enough to
 // run in parallel, with the kernel chosen for this CPU.
 func TestGemmPublic(t *testing.T) {
-	rng := rand.New(rand.NewSource(3))
-	m, n, k := 300, 200, 150
-	a, b := randFloats(rng, m*k), randFloats(rng, n*k)
-	c := make([]float32, m*n)
-	for i := range c {
-		c[i] = float32(math.NaN())
-	}
-	Gemm(false, true, m, n, k, 1, a, k, b, k, 0, c, n)
-	want := refGemm(false, true, m, n, k, 1, a, k, b, k, 0, nil, n)
-	for i, w := range want {
-		if d := math.Abs(float64(c[i]) - w); !(d <= 1e-5*float64(k)) {
-			t.Fatalf("C[%d] = %g, want %g (kernel %s)", i, c[i], w, gemmDefault.name)
-		}
+	tc := gemmtest.Case{M: 300, N: 200, K: 150, TransB: true, Alpha: 1, NaNC: true}
+	a, lda, b, ldb, c, ldc := tc.Operands(rand.New(rand.NewSource(3)))
+	want, scale := gemmtest.Ref(tc, a, lda, b, ldb, c, ldc)
+	Gemm(false, true, tc.M, tc.N, tc.K, 1, a, lda, b, ldb, 0, c, ldc)
+	if _, err := gemmtest.Check(tc, c, ldc, want, scale, 2e-6*float64(tc.K)); err != nil {
+		t.Fatalf("kernel %s: %v", gemmDefault.name, err)
 	}
 }
 
@@ -358,19 +271,26 @@ func BenchmarkGemmKernels(b *testing.B) {
 // TestGemmConcurrent runs parallel-sized products from several goroutines
 // at once (as attention over heads does), sharing the helper pool.
 func TestGemmConcurrent(t *testing.T) {
-	const m, n, k, callers = 150, 140, 130, 4
-	type job struct{ a, b, c []float32 }
+	const callers = 4
+	tc := gemmtest.Case{M: 150, N: 140, K: 130, Alpha: 1, NaNC: true}
+	type job struct {
+		a, b, c       []float32
+		lda, ldb, ldc int
+		want, scale   []float64
+	}
 	rng := rand.New(rand.NewSource(7))
 	jobs := make([]job, callers)
 	for i := range jobs {
-		jobs[i] = job{randFloats(rng, m*k), randFloats(rng, k*n), make([]float32, m*n)}
+		j := &jobs[i]
+		j.a, j.lda, j.b, j.ldb, j.c, j.ldc = tc.Operands(rng)
+		j.want, j.scale = gemmtest.Ref(tc, j.a, j.lda, j.b, j.ldb, j.c, j.ldc)
 	}
 	done := make(chan struct{})
 	for i := range jobs {
 		go func(j job) {
 			defer func() { done <- struct{}{} }()
 			for r := 0; r < 5; r++ {
-				gemmWith(gemmDefault, 2, false, false, m, n, k, 1, j.a, k, j.b, n, 0, j.c, n)
+				gemmWith(gemmDefault, 2, false, false, tc.M, tc.N, tc.K, 1, j.a, j.lda, j.b, j.ldb, 0, j.c, j.ldc)
 			}
 		}(jobs[i])
 	}
@@ -378,11 +298,8 @@ func TestGemmConcurrent(t *testing.T) {
 		<-done
 	}
 	for i, j := range jobs {
-		want := refGemm(false, false, m, n, k, 1, j.a, k, j.b, n, 0, nil, n)
-		for e, w := range want {
-			if d := math.Abs(float64(j.c[e]) - w); !(d <= 1e-5*k) {
-				t.Fatalf("caller %d: C[%d] = %g, want %g", i, e, j.c[e], w)
-			}
+		if _, err := gemmtest.Check(tc, j.c, j.ldc, j.want, j.scale, 2e-6*float64(tc.K)); err != nil {
+			t.Fatalf("caller %d: %v", i, err)
 		}
 	}
 }

@@ -3,6 +3,8 @@ package nn
 // torch.nn.Linear, and its fusions with a GELU or a residual sum: kernels
 // over rows (LinearRows, ...) and graph ops (Graph.Linear, ...).
 
+import "slices"
+
 // LinearRows computes dst[r, o] = sum_i x[r, i] * w[o, i] + b[o] for rows
 // rows: a PyTorch nn.Linear with weight w (out x in) and optional bias b.
 func LinearRows(dst, x []float32, rows, in int, w []float32, out int, b []float32) {
@@ -107,107 +109,70 @@ func linearResidualRows(pc *PackCache, dst, x []float32, rows, in int, w []float
 // Linear is torch.nn.Linear over the last axis of x: x (..., in), w (out,
 // in), b (out) or nil -> (..., out).
 func (g *Graph) Linear(x, w, b *Node) *Node {
-	if !g.ok(x, w) {
-		return nil
-	}
-	xs, ws := shapeOf(x), shapeOf(w)
-	in := xs[len(xs)-1]
-	if len(ws) != 2 || ws[1] != in {
-		return g.fail("linear: input %v, weight %v", xs, ws)
-	}
-	out := ws[0]
-	rows := prod(xs) / in
-	os := append([]int{}, xs...)
-	os[len(os)-1] = out
-	ins := []*Node{x, w}
-	if b != nil {
-		if bs := shapeOf(b); prod(bs) != out {
-			return g.fail("linear: bias %v for %d outputs", bs, out)
-		}
-		ins = append(ins, b)
-	}
-	pc := g.linearCache(w, rows)
-	return g.OpFull("Linear", os, func(o []float32, v [][]float32) error {
-		var bias []float32
-		if len(v) == 3 {
-			bias = v[2]
-		}
-		linearRows(pc, o, v[0], rows, in, v[1], out, bias)
-		return nil
-	}, ins...)
-}
-
-// linearShapes checks a Linear's operands and returns the rows, in and out
-// sizes and the output shape (x's with the last axis out).
-func (g *Graph) linearShapes(op string, x, w, b *Node) (rows, in, out int, os []int, ok bool) {
-	xs, ws := shapeOf(x), shapeOf(w)
-	in = xs[len(xs)-1]
-	if len(ws) != 2 || ws[1] != in {
-		g.fail("%s: input %v, weight %v", op, xs, ws)
-		return 0, 0, 0, nil, false
-	}
-	out = ws[0]
-	if b != nil {
-		if bs := shapeOf(b); prod(bs) != out {
-			g.fail("%s: bias %v for %d outputs", op, bs, out)
-			return 0, 0, 0, nil, false
-		}
-	}
-	os = append([]int{}, xs...)
-	os[len(os)-1] = out
-	return prod(xs) / in, in, out, os, true
+	return g.linear("Linear", x, w, b, nil, func(pc *PackCache, dst, x []float32, rows, in int, w []float32, out int, b, _ []float32) {
+		linearRows(pc, dst, x, rows, in, w, out, b)
+	})
 }
 
 // LinearGELU is GELU(Linear(x, w, b)) as one op (LinearGELURows): x (...,
 // in), w (out, in), b (out) or nil -> (..., out).
 func (g *Graph) LinearGELU(x, w, b *Node) *Node {
-	if !g.ok(x, w) {
-		return nil
-	}
-	rows, in, out, os, ok := g.linearShapes("linear+gelu", x, w, b)
-	if !ok {
-		return nil
-	}
-	ins := []*Node{x, w}
-	if b != nil {
-		ins = append(ins, b)
-	}
-	pc := g.linearCache(w, rows)
-	return g.OpFull("LinearGELU", os, func(o []float32, v [][]float32) error {
-		var bias []float32
-		if len(v) == 3 {
-			bias = v[2]
-		}
-		linearGELURows(pc, o, v[0], rows, in, v[1], out, bias)
-		return nil
-	}, ins...)
+	return g.linear("LinearGELU", x, w, b, nil, func(pc *PackCache, dst, x []float32, rows, in int, w []float32, out int, b, _ []float32) {
+		linearGELURows(pc, dst, x, rows, in, w, out, b)
+	})
 }
 
 // LinearResidual is res + Linear(x, w, b) as one op (LinearResidualRows):
 // x (..., in), w (out, in), b (out) or nil, res of the output's size ->
 // (..., out).
 func (g *Graph) LinearResidual(x, w, b, res *Node) *Node {
-	if !g.ok(x, w, res) {
+	if !g.ok(res) {
 		return nil
 	}
-	rows, in, out, os, ok := g.linearShapes("linear+residual", x, w, b)
-	if !ok {
+	return g.linear("LinearResidual", x, w, b, res, linearResidualRows)
+}
+
+// linear adds a Linear op computed by kernel, after checking the operands:
+// x (..., in), w (out, in), b (out) or nil, res (of the output's size) or
+// nil -> (..., out).
+func (g *Graph) linear(name string, x, w, b, res *Node,
+	kernel func(pc *PackCache, dst, x []float32, rows, in int, w []float32, out int, b, res []float32)) *Node {
+	if !g.ok(x, w) {
 		return nil
 	}
-	if prod(shapeOf(res)) != rows*out {
-		return g.fail("linear+residual: residual %v for output %v", shapeOf(res), os)
+	xs, ws := shapeOf(x), shapeOf(w)
+	in := xs[len(xs)-1]
+	if len(ws) != 2 || ws[1] != in {
+		return g.fail("%s: input %v, weight %v", name, xs, ws)
 	}
-	ins := []*Node{x, w, res}
+	out := ws[0]
+	rows := prod(xs) / in
+	os := slices.Clone(xs)
+	os[len(os)-1] = out
+	ins := []*Node{x, w}
+	bi, ri := -1, -1
 	if b != nil {
-		ins = append(ins, b)
+		if bs := shapeOf(b); prod(bs) != out {
+			return g.fail("%s: bias %v for %d outputs", name, bs, out)
+		}
+		bi, ins = len(ins), append(ins, b)
+	}
+	if res != nil {
+		if prod(shapeOf(res)) != rows*out {
+			return g.fail("%s: residual %v for output %v", name, shapeOf(res), os)
+		}
+		ri, ins = len(ins), append(ins, res)
 	}
 	pc := g.linearCache(w, rows)
-	return g.OpFull("LinearResidual", os, func(o []float32, v [][]float32) error {
-		var bias []float32
-		if len(v) == 4 {
-			bias = v[3]
+	return g.OpFull(name, os, func(o []float32, v [][]float32) error {
+		var bias, r []float32
+		if bi >= 0 {
+			bias = v[bi]
 		}
-		linearResidualRows(pc, o, v[0], rows, in, v[1], out, bias, v[2])
+		if ri >= 0 {
+			r = v[ri]
+		}
+		kernel(pc, o, v[0], rows, in, v[1], out, bias, r)
 		return nil
 	}, ins...)
 }

@@ -20,36 +20,7 @@ const mhaRowBlock = 64
 // q and out are (nq, heads*d), k and v are (nk, heads*d), row-major. The
 // softmax runs over the nk keys of each query row.
 func MHAInto(out, q, k, v []float32, nq, nk, heads, d int) {
-	dim := heads * d
-	if nq == 0 || dim == 0 {
-		return
-	}
-	if nk == 0 {
-		clear(out[:nq*dim])
-		return
-	}
-	scale := float32(math.Sqrt(float64(d)))
-	blocks := (nq + mhaRowBlock - 1) / mhaRowBlock
-	ParallelFor(heads*blocks, func(lo, hi int) {
-		scores := pool.take(min(mhaRowBlock, nq) * nk) // every value is written
-		if scores == nil {
-			scores = make([]float32, min(mhaRowBlock, nq)*nk)
-		}
-		defer pool.put(scores)
-		for task := lo; task < hi; task++ {
-			h, blk := task/blocks, task%blocks
-			r0 := blk * mhaRowBlock
-			rows := min(mhaRowBlock, nq-r0)
-			s := scores[:rows*nk]
-			// s (rows, nk) = q_h (rows, d) @ k_h^T (d, nk)
-			Gemm(false, true, rows, nk, d, 1, q[r0*dim+h*d:], dim, k[h*d:], dim, 0, s, nk)
-			for r := 0; r < rows; r++ {
-				softmaxScaled(s[r*nk:(r+1)*nk], scale)
-			}
-			// out_h (rows, d) = s (rows, nk) @ v_h (nk, d)
-			Gemm(false, false, rows, d, nk, 1, s, nk, v[h*d:], dim, 0, out[r0*dim+h*d:], dim)
-		}
-	})
+	MaskedMHAInto(out, q, k, v, nq, nk, heads, d, nil)
 }
 
 // softmaxScaled replaces row with softmax(row / scale), dividing first as
@@ -131,10 +102,6 @@ func (g *Graph) MHA(q, k, v *Node, heads int) *Node {
 // compute it. A row with no allowed key attends uniformly to every key, as
 // BERT's large negative additive mask makes it.
 func MaskedMHAInto(out, q, k, v []float32, nq, nk, heads, d int, mask []bool) {
-	if mask == nil {
-		MHAInto(out, q, k, v, nq, nk, heads, d)
-		return
-	}
 	dim := heads * d
 	if nq == 0 || dim == 0 {
 		return
@@ -145,9 +112,8 @@ func MaskedMHAInto(out, q, k, v []float32, nq, nk, heads, d int, mask []bool) {
 	}
 	scale := float32(math.Sqrt(float64(d)))
 	blocks := (nq + mhaRowBlock - 1) / mhaRowBlock
-	ninf := float32(math.Inf(-1))
 	ParallelFor(heads*blocks, func(lo, hi int) {
-		scores := pool.take(min(mhaRowBlock, nq) * nk)
+		scores := pool.take(min(mhaRowBlock, nq) * nk) // every value is written
 		if scores == nil {
 			scores = make([]float32, min(mhaRowBlock, nq)*nk)
 		}
@@ -160,17 +126,9 @@ func MaskedMHAInto(out, q, k, v []float32, nq, nk, heads, d int, mask []bool) {
 			// s (rows, nk) = q_h (rows, d) @ k_h^T (d, nk)
 			Gemm(false, true, rows, nk, d, 1, q[r0*dim+h*d:], dim, k[h*d:], dim, 0, s, nk)
 			for r := 0; r < rows; r++ {
-				row, m := s[r*nk:(r+1)*nk], mask[(r0+r)*nk:(r0+r+1)*nk]
-				any := false
-				for j, ok := range m {
-					if ok {
-						any = true
-					} else {
-						row[j] = ninf
-					}
-				}
-				if !any {
-					clear(row) // every key equally
+				row := s[r*nk : (r+1)*nk]
+				if mask != nil {
+					maskRow(row, mask[(r0+r)*nk:(r0+r+1)*nk])
 				}
 				softmaxScaled(row, scale)
 			}
@@ -178,6 +136,23 @@ func MaskedMHAInto(out, q, k, v []float32, nq, nk, heads, d int, mask []bool) {
 			Gemm(false, false, rows, d, nk, 1, s, nk, v[h*d:], dim, 0, out[r0*dim+h*d:], dim)
 		}
 	})
+}
+
+// maskRow sets the scores of the keys m disallows to -Inf, or every score
+// to 0 when m allows none (the row then attends uniformly).
+func maskRow(row []float32, m []bool) {
+	ninf := float32(math.Inf(-1))
+	any := false
+	for j, ok := range m {
+		if ok {
+			any = true
+		} else {
+			row[j] = ninf
+		}
+	}
+	if !any {
+		clear(row)
+	}
 }
 
 // MaskedMHA adds multi-head attention over projected q (Nq, D), k and v

@@ -102,3 +102,6 @@ func TestGraphRecycling(t *testing.T) {
 		t.Fatalf("earlier output overwritten: %v", first[10])
 	}
 }
+
+// hasShape reports whether n has the given shape.
+func hasShape(n *Node, shape ...int) bool { return NewTensor(nil, n.Shape()...).HasShape(shape...) }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -136,7 +137,7 @@ func (p *Params) Floats(name string, shape ...int) []float32 {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if t, ok := s.drawn[full]; ok {
-			if !sameInts(t.Shape, shape) {
+			if !slices.Equal(t.Shape, shape) {
 				s.setErr(fmt.Errorf("nn: parameter %q asked for with shapes %v and %v: %w: %w", full, t.Shape, shape, ErrParams, weights.ErrShape))
 				return make([]float32, n)
 			}
@@ -316,14 +317,30 @@ func (s *paramSource) setErr(err error) {
 	}
 }
 
-func sameInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
+// Build runs a model's constructor over a checkpoint: newModel fetches its
+// parameters from NewParams(s). It returns the model, or the first error
+// of the fetches, or, with strict, an error naming the tensors under s that
+// the model did not use (a checkpoint of another configuration).
+func Build[T any](s *weights.Store, strict bool, newModel func(p *Params) T) (T, error) {
+	var zero T
+	p := NewParams(s)
+	m := newModel(p)
+	if err := p.Err(); err != nil {
+		return zero, err
 	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
+	if strict {
+		if err := p.CheckUnused(); err != nil {
+			return zero, err
 		}
 	}
-	return true
+	return m, nil
+}
+
+// RandomStore runs a model's constructor over RandomParams(seed, init) and
+// returns the checkpoint it drew: the model's state dict, every tensor the
+// constructor asked for, with seeded random values.
+func RandomStore(seed int64, init InitFunc, newModel func(p *Params)) *weights.Store {
+	p := RandomParams(seed, init)
+	newModel(p)
+	return p.Store()
 }

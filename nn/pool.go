@@ -60,7 +60,7 @@ func (p *bufPool) take(n int) []float32 {
 var poison atomic.Bool
 
 // PoisonRecycledBuffers makes every recycled buffer that is handed out
-// without zeroing (to ApplyFull kernels, as scratch) hold NaNs, so that a
+// without zeroing (to OpFull kernels, as scratch) hold NaNs, so that a
 // kernel that leaves a value unwritten gives NaN instead of a stale value.
 // For tests; it slows runs down.
 func PoisonRecycledBuffers(on bool) { poison.Store(on) }

@@ -125,31 +125,30 @@ func ResizeBilinearRegionInto(dst, src []float32, ld, h, w, oh, ow int) {
 // ResizeBilinear is F.interpolate(x, size=(oh, ow), mode="bilinear",
 // align_corners=False) on NCHW x.
 func (g *Graph) ResizeBilinear(x *Node, oh, ow int) *Node {
-	if !g.ok(x) {
+	n, c, h, w, ok := g.nchw("resize bilinear", x)
+	if !ok {
 		return nil
 	}
-	xs := shapeOf(x)
-	if len(xs) != 4 || oh <= 0 || ow <= 0 {
-		return g.fail("resize bilinear: input %v to %dx%d", xs, oh, ow)
+	if oh <= 0 || ow <= 0 {
+		return g.fail("resize bilinear: input %v to %dx%d", shapeOf(x), oh, ow)
 	}
-	n, c, h, w := xs[0], xs[1], xs[2], xs[3]
 	return g.Op("ResizeBilinear", []int{n, c, oh, ow}, func(o []float32, v [][]float32) error {
 		ResizeBilinearInto(o, v[0], n*c, h, w, oh, ow)
 		return nil
 	}, x)
 }
 
-// UpsampleBilinearRegion is UpsampleBilinear computing only the region r
-// of each output plane (zero elsewhere).
+// UpsampleBilinearRegion is nn.Upsample(scale_factor=scale,
+// mode="bilinear") on NCHW x, computing only the region r of each output
+// plane (zero elsewhere; the zero Region is the whole plane).
 func (g *Graph) UpsampleBilinearRegion(x *Node, scale int, r Region) *Node {
-	if !g.ok(x) {
+	n, c, h, w, ok := g.nchw("upsample bilinear", x)
+	if !ok {
 		return nil
 	}
-	xs := shapeOf(x)
-	if len(xs) != 4 || scale < 1 {
-		return g.fail("upsample bilinear: input %v, scale %d", xs, scale)
+	if scale < 1 {
+		return g.fail("upsample bilinear: input %v, scale %d", shapeOf(x), scale)
 	}
-	n, c, h, w := xs[0], xs[1], xs[2], xs[3]
 	inv := float32(1 / float64(scale))
 	return g.Op("UpsampleBilinear", []int{n, c, h * scale, w * scale}, func(o []float32, v [][]float32) error {
 		oh, ow := h*scale, w*scale

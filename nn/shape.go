@@ -210,14 +210,13 @@ func (g *Graph) Slice(x *Node, axis, lo, hi int) *Node {
 // row one patch in a conv weight's (c, ky, kx) order, so that a Linear with
 // the weight viewed as (Cout, C*p*p) is the convolution, in NHWC.
 func (g *Graph) Patchify(x *Node, p int) *Node {
-	if !g.ok(x) {
+	n, cin, h, w, ok := g.nchw("patchify", x)
+	if !ok {
 		return nil
 	}
-	xs := shapeOf(x)
-	if len(xs) != 4 || xs[0] != 1 || p <= 0 || xs[2]%p != 0 || xs[3]%p != 0 {
-		return g.fail("patchify: input %v, patch %d", xs, p)
+	if n != 1 || p <= 0 || h%p != 0 || w%p != 0 {
+		return g.fail("patchify: input %v, patch %d", shapeOf(x), p)
 	}
-	cin, h, w := xs[1], xs[2], xs[3]
 	ph, pw := h/p, w/p
 	k := cin * p * p
 	return g.OpFull("Patchify", []int{1, ph, pw, k}, func(o []float32, v [][]float32) error {
@@ -236,4 +235,18 @@ func (g *Graph) Patchify(x *Node, p int) *Node {
 		})
 		return nil
 	}, x)
+}
+
+// nchw returns the sizes of a 4-d x, or records an error of op and returns
+// ok false.
+func (g *Graph) nchw(op string, x *Node) (n, c, h, w int, ok bool) {
+	if !g.ok(x) {
+		return 0, 0, 0, 0, false
+	}
+	xs := shapeOf(x)
+	if len(xs) != 4 {
+		g.fail("%s: input %v is not NCHW", op, xs)
+		return 0, 0, 0, 0, false
+	}
+	return xs[0], xs[1], xs[2], xs[3], true
 }

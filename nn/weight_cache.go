@@ -35,7 +35,7 @@ func (wc *weightCache) get(ws [][]float32, build func() any) any {
 	return wc.val
 }
 
-// weightCache returns a cache for weights that are all graph inputs, nil
+// weightCache returns a cache for weights that are all inputs or parameters, nil
 // (no caching) when one is computed by an op.
 func (g *Graph) weightCache(ws ...*Node) *weightCache {
 	for _, w := range ws {

@@ -34,69 +34,69 @@ func TestWinogradAsm(t *testing.T) {
 }
 
 // TestActRowFast checks the assembly epilogue rows bit for bit against the
-// Go formulas, with and without residuals and LeakyReLU.
+// Go formulas, with and without residuals and LeakyReLU, written one row or
+// two interleaved rows at a time.
 func TestActRowFast(t *testing.T) {
 	if !winoAsm {
 		t.Skip("no assembly epilogue here")
 	}
 	rng := rand.New(rand.NewSource(9))
-	const n = 48
-	a, r := convRand(rng, n), convRand(rng, n)
-	a[3] = float32(math.Copysign(0, -1))
 	for _, leaky := range []bool{false, true} {
 		ls := leakyScale(leaky, 0.2)
-		for _, rscale := range []int{0, 1, 2} {
-			var rr []float32
-			if rscale > 0 {
-				rr = r
-			}
-			d := make([]float32, n)
-			if k := actRowFast(d, a, rr, rscale, 0.3, &ls, n-5); k != n-16 {
-				t.Fatalf("did %d outputs, want %d", k, n-16)
-			}
-			for j := 0; j < n-16; j++ {
-				v := a[j] + 0.3
-				if rscale > 0 {
-					v += r[j/rscale]
-				}
-				if w := v * ls[math.Float32bits(v)>>31]; math.Float32bits(d[j]) != math.Float32bits(w) {
-					t.Fatalf("leaky %v rscale %d: [%d] = %v, want %v", leaky, rscale, j, d[j], w)
-				}
-			}
-			for j := n - 16; j < n; j++ {
-				if d[j] != 0 {
-					t.Fatalf("wrote [%d]", j)
-				}
-			}
-		}
+		checkActRow(t, rng, leaky, &ls)
+		checkAct2Row(t, rng, leaky, &ls)
 	}
 }
 
-// TestAct2RowFast checks the interleaving assembly epilogue bit for bit.
-func TestAct2RowFast(t *testing.T) {
-	if !winoAsm {
-		t.Skip("no assembly epilogue here")
+func checkActRow(t *testing.T, rng *rand.Rand, leaky bool, ls *[2]float32) {
+	const n = 48
+	a, r := convRand(rng, n), convRand(rng, n)
+	a[3] = float32(math.Copysign(0, -1))
+	for _, rscale := range []int{0, 1, 2} {
+		var rr []float32
+		if rscale > 0 {
+			rr = r
+		}
+		d := make([]float32, n)
+		if k := actRowFast(d, a, rr, rscale, 0.3, ls, n-5); k != n-16 {
+			t.Fatalf("did %d outputs, want %d", k, n-16)
+		}
+		for j := 0; j < n-16; j++ {
+			v := a[j] + 0.3
+			if rscale > 0 {
+				v += r[j/rscale]
+			}
+			if w := v * ls[math.Float32bits(v)>>31]; math.Float32bits(d[j]) != math.Float32bits(w) {
+				t.Fatalf("leaky %v rscale %d: [%d] = %v, want %v", leaky, rscale, j, d[j], w)
+			}
+		}
+		checkUnwritten(t, d[n-16:])
 	}
-	rng := rand.New(rand.NewSource(11))
+}
+
+func checkAct2Row(t *testing.T, rng *rand.Rand, leaky bool, ls *[2]float32) {
 	const n = 40
 	a0, a1 := convRand(rng, n), convRand(rng, n)
-	for _, leaky := range []bool{false, true} {
-		ls := leakyScale(leaky, 0.2)
-		d := make([]float32, 2*n)
-		if k := act2RowFast(d, a0, a1, -0.1, &ls, n); k != 32 {
-			t.Fatalf("did %d, want 32", k)
+	d := make([]float32, 2*n)
+	if k := act2RowFast(d, a0, a1, -0.1, ls, n); k != 32 {
+		t.Fatalf("did %d, want 32", k)
+	}
+	for j := 0; j < 32; j++ {
+		v, u := a0[j]-0.1, a1[j]-0.1
+		v, u = v*ls[math.Float32bits(v)>>31], u*ls[math.Float32bits(u)>>31]
+		if math.Float32bits(d[2*j]) != math.Float32bits(v) || math.Float32bits(d[2*j+1]) != math.Float32bits(u) {
+			t.Fatalf("leaky %v: [%d] = %v %v, want %v %v", leaky, j, d[2*j], d[2*j+1], v, u)
 		}
-		for j := 0; j < 32; j++ {
-			v, u := a0[j]-0.1, a1[j]-0.1
-			v, u = v*ls[math.Float32bits(v)>>31], u*ls[math.Float32bits(u)>>31]
-			if math.Float32bits(d[2*j]) != math.Float32bits(v) || math.Float32bits(d[2*j+1]) != math.Float32bits(u) {
-				t.Fatalf("leaky %v: [%d] = %v %v, want %v %v", leaky, j, d[2*j], d[2*j+1], v, u)
-			}
-		}
-		for j := 64; j < 2*n; j++ {
-			if d[j] != 0 {
-				t.Fatalf("wrote [%d]", j)
-			}
+	}
+	checkUnwritten(t, d[64:])
+}
+
+// checkUnwritten fails unless every value of tail is still 0.
+func checkUnwritten(t *testing.T, tail []float32) {
+	t.Helper()
+	for j, v := range tail {
+		if v != 0 {
+			t.Fatalf("wrote [%d] past the outputs", j)
 		}
 	}
 }

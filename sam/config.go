@@ -89,26 +89,21 @@ func base() Config {
 	}
 }
 
-// ViTB is the configuration of sam_vit_b_01ec64.pth.
-func ViTB() Config {
+// vit is base with the image encoder of a released ViT variant.
+func vit(name string, dim, depth, heads int, global ...int) Config {
 	c := base()
-	c.Name, c.EncoderDim, c.EncoderDepth, c.EncoderHeads, c.GlobalAttn = "vit_b", 768, 12, 12, []int{2, 5, 8, 11}
+	c.Name, c.EncoderDim, c.EncoderDepth, c.EncoderHeads, c.GlobalAttn = name, dim, depth, heads, global
 	return c
 }
+
+// ViTB is the configuration of sam_vit_b_01ec64.pth.
+func ViTB() Config { return vit("vit_b", 768, 12, 12, 2, 5, 8, 11) }
 
 // ViTL is the configuration of sam_vit_l_0b3195.pth.
-func ViTL() Config {
-	c := base()
-	c.Name, c.EncoderDim, c.EncoderDepth, c.EncoderHeads, c.GlobalAttn = "vit_l", 1024, 24, 16, []int{5, 11, 17, 23}
-	return c
-}
+func ViTL() Config { return vit("vit_l", 1024, 24, 16, 5, 11, 17, 23) }
 
 // ViTH is the configuration of sam_vit_h_4b8939.pth.
-func ViTH() Config {
-	c := base()
-	c.Name, c.EncoderDim, c.EncoderDepth, c.EncoderHeads, c.GlobalAttn = "vit_h", 1280, 32, 16, []int{7, 15, 23, 31}
-	return c
-}
+func ViTH() Config { return vit("vit_h", 1280, 32, 16, 7, 15, 23, 31) }
 
 // Tiny is the small test configuration of the golden data
 // (testdata/golden/tiny/weights/config.json).

@@ -70,19 +70,9 @@ func newImageEncoder(p *nn.Params, cfg Config) *ImageEncoder {
 // compiles its graph. Tensors under w that the model does not use are an
 // error (a checkpoint of another configuration).
 func NewImageEncoder(w *weights.Store, cfg Config) (*ImageEncoder, error) {
-	if w == nil {
-		return nil, fmt.Errorf("sam: image encoder: nil weights")
-	}
-	if err := cfg.Validate(); err != nil {
+	e, err := build(w, cfg, "image encoder", true, newImageEncoder)
+	if err != nil {
 		return nil, err
-	}
-	p := nn.NewParams(w)
-	e := newImageEncoder(p, cfg)
-	if err := p.Err(); err != nil {
-		return nil, fmt.Errorf("sam: image encoder: %w", err)
-	}
-	if err := p.CheckUnused(); err != nil {
-		return nil, fmt.Errorf("sam: image encoder (%s, depth %d): %w", cfg.Name, cfg.EncoderDepth, err)
 	}
 	if err := e.compile(); err != nil {
 		return nil, err

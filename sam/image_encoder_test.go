@@ -17,32 +17,8 @@ import (
 // 1e-4 of the tensor's largest magnitude.
 const encTol = 1e-4
 
-// tinySAMTensors loads the golden tiny SAM checkpoint as a name -> tensor map.
-func tinySAMTensors(t testing.TB) map[string]*weights.Tensor {
-	t.Helper()
-	s, err := weights.LoadNPZ(testutil.Golden("tiny", "weights", "sam.npz"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := map[string]*weights.Tensor{}
-	for _, n := range s.Names() {
-		r, err := s.Raw(n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m[n] = r
-	}
-	return m
-}
-
 func newTinyEncoder(t testing.TB) *ImageEncoder {
-	t.Helper()
-	store := weights.New("sam.npz", tinySAMTensors(t))
-	e, err := NewImageEncoder(store.Sub("image_encoder"), Tiny())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return e
+	return testutil.Must(NewImageEncoder(tinySAMStore(t).Sub("image_encoder"), Tiny()))(t)
 }
 
 // goldenDense loads a golden .npy as a dense tensor.
@@ -194,16 +170,14 @@ func TestImageEncoderErrors(t *testing.T) {
 			"image_encoder.neck.3.bias", weights.ErrMissing},
 	}
 	for _, tc := range edits {
-		m := tinySAMTensors(t)
-		tc.edit(m)
-		_, err := NewImageEncoder(weights.New("edited", m).Sub("image_encoder"), Tiny())
+		_, err := NewImageEncoder(testutil.StoreCopy(t, tinySAMStore(t), tc.edit).Sub("image_encoder"), Tiny())
 		if err == nil || !strings.Contains(err.Error(), tc.want) || (tc.is != nil && !errors.Is(err, tc.is)) {
 			t.Errorf("%s: err = %v, want one naming %s", tc.name, err, tc.want)
 		}
 	}
 
 	// Configurations the encoder cannot be built for.
-	store := weights.New("sam.npz", tinySAMTensors(t)).Sub("image_encoder")
+	store := tinySAMStore(t).Sub("image_encoder")
 	for _, tc := range []struct {
 		name string
 		edit func(c *Config)
@@ -228,13 +202,10 @@ func TestImageEncoderErrors(t *testing.T) {
 func BenchmarkImageEncoderTiny(b *testing.B) {
 	e := newTinyEncoder(b)
 	x := goldenDense(b, testutil.Golden("tiny", "dog_240", "input.npy"))
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if _, err := e.Forward(context.Background(), x); err != nil {
-			b.Fatal(err)
-		}
-	}
+	testutil.Bench(b, func() error {
+		_, err := e.Forward(context.Background(), x)
+		return err
+	})
 }
 
 // BenchmarkImageEncoderViTB times the ViT-B encoder alone at 1024 px with
@@ -252,11 +223,8 @@ func BenchmarkImageEncoderViTB(b *testing.B) {
 	for i, v := 0, x.Data; i < len(v); i++ {
 		v[i] = float32((i*7919)%2001)/1000 - 1
 	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if _, err := e.Forward(context.Background(), x); err != nil {
-			b.Fatal(err)
-		}
-	}
+	testutil.Bench(b, func() error {
+		_, err := e.Forward(context.Background(), x)
+		return err
+	})
 }

@@ -90,18 +90,7 @@ func newMaskDecoder(p *nn.Params, cfg Config) *MaskDecoder {
 // NewMaskDecoder builds the mask decoder from s, the "mask_decoder." view
 // of a SAM checkpoint, checking every tensor's shape against cfg.
 func NewMaskDecoder(s *weights.Store, cfg Config) (*MaskDecoder, error) {
-	if s == nil {
-		return nil, fmt.Errorf("sam: mask decoder: nil weights")
-	}
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	p := nn.NewParams(s)
-	d := newMaskDecoder(p, cfg)
-	if err := p.Err(); err != nil {
-		return nil, fmt.Errorf("sam: mask decoder: %w", err)
-	}
-	return d, nil
+	return build(s, cfg, "mask decoder", false, newMaskDecoder)
 }
 
 // build makes the decoder graph for n sparse prompt tokens

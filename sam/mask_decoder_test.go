@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"math/rand"
-	"slices"
 	"strings"
 	"testing"
 
@@ -12,15 +11,6 @@ import (
 	"github.com/mam-go/mam-go/nn"
 	"github.com/mam-go/mam-go/weights"
 )
-
-func tinyMaskDecoder(t testing.TB) *MaskDecoder {
-	t.Helper()
-	d, err := NewMaskDecoder(tinySAMStore(t).Sub("mask_decoder"), Tiny())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
 
 // TestMaskDecoderGolden feeds the decoder the golden image embeddings,
 // dense PE and prompt embeddings of every case, so it tests the decoder
@@ -33,11 +23,7 @@ func TestMaskDecoderGolden(t *testing.T) {
 		sparse := denseOf(testutil.NPY(t, r.file("sparse.npy")))
 		dns := denseOf(testutil.NPY(t, r.file("dense.npy")))
 		masks, iou, err := d.Forward(context.Background(), emb, pe, sparse, dns, r.c.multimask())
-		if err != nil {
-			t.Fatal(err)
-		}
-		testutil.Check(t, "low_res_masks", masks.Data, masks.Shape, testutil.NPY(t, r.file("low_res_masks.npy")), decRelTol, true)
-		testutil.Check(t, "iou_predictions", iou.Data, iou.Shape, testutil.NPY(t, r.file("iou_predictions.npy")), decAbsTol, false)
+		r.check(t, err, golden{"low_res_masks", masks, decRelTol, true}, golden{"iou_predictions", iou, decAbsTol, false})
 	})
 }
 
@@ -72,11 +58,11 @@ func TestMaskDecoderGraphCache(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%d tokens: %v", n, err)
 			}
-			if want := []int{1, 3, 4 * e, 4 * e}; !slices.Equal(masks.Shape, want) {
-				t.Fatalf("%d tokens: masks %v, want %v", n, masks.Shape, want)
+			if !masks.HasShape(1, 3, 4*e, 4*e) {
+				t.Fatalf("%d tokens: masks %v, want (1, 3, %d, %d)", n, masks.Shape, 4*e, 4*e)
 			}
-			if want := []int{1, 3}; !slices.Equal(iou.Shape, want) {
-				t.Fatalf("%d tokens: iou %v, want %v", n, iou.Shape, want)
+			if !iou.HasShape(1, 3) {
+				t.Fatalf("%d tokens: iou %v, want (1, 3)", n, iou.Shape)
 			}
 			k := map[int]int{0: 0, 2: 1, 3: 2, 5: 3}[n]
 			if round == 0 {
@@ -158,12 +144,10 @@ func BenchmarkMaskDecoderTiny(b *testing.B) {
 	pe := denseOf(testutil.NPY(b, r.imageFile("dense_pe.npy")))
 	sparse := denseOf(testutil.NPY(b, r.file("sparse.npy")))
 	dns := denseOf(testutil.NPY(b, r.file("dense.npy")))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, _, err := d.Forward(context.Background(), emb, pe, sparse, dns, true); err != nil {
-			b.Fatal(err)
-		}
-	}
+	testutil.Bench(b, func() error {
+		_, _, err := d.Forward(context.Background(), emb, pe, sparse, dns, true)
+		return err
+	})
 }
 
 // BenchmarkMaskDecoderViTB times one prompt (a box) through the prompt
@@ -189,10 +173,8 @@ func BenchmarkMaskDecoderViTB(b *testing.B) {
 		b.Fatal(err)
 	}
 	in := Prompt{Box: &Box{X0: 200, Y0: 150, X1: 800, Y1: 650}}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := p.Predict(context.Background(), in); err != nil {
-			b.Fatal(err)
-		}
-	}
+	testutil.Bench(b, func() error {
+		_, err := p.Predict(context.Background(), in)
+		return err
+	})
 }

@@ -52,7 +52,7 @@ func (p *Predictor) Model() *Model { return p.model }
 func (p *Predictor) SetImage(ctx context.Context, img image.Image) error {
 	p.Reset()
 	if img == nil {
-		return fmt.Errorf("sam: set image: nil image")
+		return fmt.Errorf("sam: set image: nil image: %w", ErrBadImage)
 	}
 	if b := img.Bounds(); b.Dx() <= 0 || b.Dy() <= 0 {
 		return fmt.Errorf("sam: set image: image is %dx%d: %w", b.Dx(), b.Dy(), ErrBadImage)

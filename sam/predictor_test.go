@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"image"
-	"image/png"
 	"math"
-	"os"
 	"strings"
 	"testing"
 
@@ -14,12 +12,14 @@ import (
 	"github.com/mam-go/mam-go/nn"
 )
 
-// checkPrediction compares a prediction with the case's golden outputs.
-func checkPrediction(t *testing.T, r decCaseRun, pred *Prediction) {
+// checkPrediction fails on err, then compares a prediction with the case's
+// golden outputs.
+func checkPrediction(t *testing.T, r decCaseRun, pred *Prediction, err error) {
 	t.Helper()
-	testutil.Check(t, "low_res_masks", pred.LowRes.Data, pred.LowRes.Shape, testutil.NPY(t, r.file("low_res_masks.npy")), decRelTol, true)
-	testutil.Check(t, "iou_predictions", pred.IoU, []int{1, len(pred.IoU)}, testutil.NPY(t, r.file("iou_predictions.npy")), decAbsTol, false)
-	testutil.Check(t, "masks", pred.Masks().Data, pred.Masks().Shape, testutil.NPY(t, r.file("masks.npy")), decRelTol, true)
+	r.check(t, err,
+		golden{"low_res_masks", pred.LowRes, decRelTol, true},
+		golden{"iou_predictions", nn.NewTensor(pred.IoU, 1, len(pred.IoU)), decAbsTol, false},
+		golden{"masks", pred.Masks(), decRelTol, true})
 	if b := pred.Best(); b != r.c.Best {
 		t.Errorf("best mask %d, golden %d (iou %v)", b, r.c.Best, pred.IoU)
 	}
@@ -58,25 +58,8 @@ func TestPredictorGolden(t *testing.T) {
 			t.Fatalf("input size %dx%d, golden %v", nh, nw, r.info.Resized)
 		}
 		pred, err := p.Predict(context.Background(), casePrompt(t, r))
-		if err != nil {
-			t.Fatal(err)
-		}
-		checkPrediction(t, r, pred)
+		checkPrediction(t, r, pred, err)
 	})
-}
-
-func decodePNG(t testing.TB, path string) image.Image {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	return img
 }
 
 // TestPredictorEndToEnd runs the whole SAM from image.png for every case.
@@ -88,7 +71,7 @@ func TestPredictorEndToEnd(t *testing.T) {
 		p := preds[r.image]
 		if p == nil {
 			p = NewPredictor(m)
-			if err := p.SetImage(ctx, decodePNG(t, r.imageFile("image.png"))); err != nil {
+			if err := p.SetImage(ctx, testutil.Image(t, r.imageFile("image.png"))); err != nil {
 				t.Fatal(err)
 			}
 			testutil.Check(t, "input", p.Input().Data, p.Input().Shape, testutil.NPY(t, r.imageFile("input.npy")), decAbsTol, false)
@@ -99,10 +82,7 @@ func TestPredictorEndToEnd(t *testing.T) {
 			t.Fatalf("original size %dx%d, golden %v", h, w, r.info.Orig)
 		}
 		pred, err := p.Predict(ctx, casePrompt(t, r))
-		if err != nil {
-			t.Fatal(err)
-		}
-		checkPrediction(t, r, pred)
+		checkPrediction(t, r, pred, err)
 	})
 }
 
@@ -129,10 +109,7 @@ func TestPredictorMaskFeedback(t *testing.T) {
 	testutil.Check(t, "mask_input", prev.Data, prev.Shape, testutil.NPY(t, r.file("mask_input.npy")), decRelTol, true)
 	in.Mask = prev
 	second, err := p.Predict(ctx, in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkPrediction(t, r, second)
+	checkPrediction(t, r, second, err)
 	if p.Input() != nil {
 		t.Error("Input() is not nil after SetEmbedding without input")
 	}
@@ -297,10 +274,8 @@ func BenchmarkPredictTiny(b *testing.B) {
 		b.Fatal(err)
 	}
 	in := Prompt{Points: []Point{{X: 120, Y: 80, Label: 1}}}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := p.Predict(context.Background(), in); err != nil {
-			b.Fatal(err)
-		}
-	}
+	testutil.Bench(b, func() error {
+		_, err := p.Predict(context.Background(), in)
+		return err
+	})
 }

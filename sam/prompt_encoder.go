@@ -63,18 +63,7 @@ func newPromptEncoder(p *nn.Params, cfg Config) *PromptEncoder {
 // NewPromptEncoder builds the prompt encoder from s, the "prompt_encoder."
 // view of a SAM checkpoint, checking shapes against cfg.
 func NewPromptEncoder(s *weights.Store, cfg Config) (*PromptEncoder, error) {
-	if s == nil {
-		return nil, fmt.Errorf("sam: prompt encoder: nil weights")
-	}
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	p := nn.NewParams(s)
-	pe := newPromptEncoder(p, cfg)
-	if err := p.Err(); err != nil {
-		return nil, fmt.Errorf("sam: prompt encoder: %w", err)
-	}
-	return pe, nil
+	return build(s, cfg, "prompt encoder", false, newPromptEncoder)
 }
 
 // positionEmbeddingRandom is PositionEmbeddingRandom: positional encoding

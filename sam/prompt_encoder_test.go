@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"math"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -13,129 +12,6 @@ import (
 	"github.com/mam-go/mam-go/nn"
 	"github.com/mam-go/mam-go/weights"
 )
-
-// Tolerances of golden/README.md.
-const (
-	decRelTol = 1e-4 // logits and embeddings, relative to the tensor's max magnitude
-	decAbsTol = 1e-4 // everything else
-)
-
-// decImageInfo is a golden image.json.
-type decImageInfo struct {
-	Orig    [2]int   `json:"orig"`    // (h, w)
-	Resized [2]int   `json:"resized"` // (newh, neww)
-	Cases   []string `json:"cases"`
-}
-
-// decCase is a golden case.json: the prompt in original pixels and in
-// the resized frame.
-type decCase struct {
-	Name          string       `json:"name"`
-	Points        [][2]float64 `json:"points"`
-	Labels        []int        `json:"labels"`
-	Box           []float64    `json:"box"`
-	PointsResized [][2]float64 `json:"points_resized"`
-	BoxResized    []float64    `json:"box_resized"`
-	Multimask     *bool        `json:"multimask"`
-	MaskFrom      string       `json:"mask_from"`
-	Best          int          `json:"best"`
-}
-
-func (c decCase) multimask() bool { return c.Multimask == nil || *c.Multimask }
-
-// resizedPrompt is the case's prompt in the input frame.
-func (c decCase) resizedPrompt() ([]Point, *Box) {
-	var pts []Point
-	for i, p := range c.PointsResized {
-		pts = append(pts, Point{X: p[0], Y: p[1], Label: c.Labels[i]})
-	}
-	var box *Box
-	if len(c.BoxResized) == 4 {
-		box = &Box{c.BoxResized[0], c.BoxResized[1], c.BoxResized[2], c.BoxResized[3]}
-	}
-	return pts, box
-}
-
-// originalPrompt is the case's prompt in original pixels.
-func (c decCase) originalPrompt() ([]Point, *Box) {
-	var pts []Point
-	for i, p := range c.Points {
-		pts = append(pts, Point{X: p[0], Y: p[1], Label: c.Labels[i]})
-	}
-	var box *Box
-	if len(c.Box) == 4 {
-		box = &Box{c.Box[0], c.Box[1], c.Box[2], c.Box[3]}
-	}
-	return pts, box
-}
-
-var decImages = []string{"dog_240", "demo_120"}
-
-// decCaseRun is one prompt case of one golden image.
-type decCaseRun struct {
-	image string
-	info  decImageInfo
-	c     decCase
-	dir   string // the case directory
-}
-
-func (r decCaseRun) file(name string) string { return filepath.Join(r.dir, name) }
-
-// imageFile is a file of the case's image directory.
-func (r decCaseRun) imageFile(name string) string { return testutil.Golden("tiny", r.image, name) }
-
-// maskInput loads the case's mask prompt, or returns nil.
-func (r decCaseRun) maskInput(t testing.TB) *nn.Tensor {
-	if r.c.MaskFrom == "" {
-		return nil
-	}
-	return denseOf(testutil.NPY(t, r.file("mask_input.npy")))
-}
-
-// forEachDecCase runs fn as a subtest for every golden prompt case, and fails
-// when there are none (so the tests cannot pass vacuously).
-func forEachDecCase(t *testing.T, fn func(t *testing.T, r decCaseRun)) {
-	t.Helper()
-	n := 0
-	for _, img := range decImages {
-		var info decImageInfo
-		testutil.JSON(t, testutil.Golden("tiny", img, "image.json"), &info)
-		for _, name := range info.Cases {
-			dir := testutil.Golden("tiny", img, name)
-			var c decCase
-			testutil.JSON(t, filepath.Join(dir, "case.json"), &c)
-			n++
-			t.Run(img+"/"+name, func(t *testing.T) { fn(t, decCaseRun{img, info, c, dir}) })
-		}
-	}
-	if n < 8 {
-		t.Fatalf("only %d golden cases found", n)
-	}
-}
-
-// tinySAMStore loads the golden tiny SAM weights.
-func tinySAMStore(t testing.TB) *weights.Store {
-	t.Helper()
-	s, err := weights.LoadNPZ(testutil.Golden("tiny", "weights", "sam.npz"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-// dense converts a golden float32 tensor to a dense tensor (sharing data).
-func denseOf(w *weights.Tensor) *nn.Tensor {
-	return nn.NewTensor(w.Float32s(), w.Shape...)
-}
-
-func tinyPromptEncoder(t testing.TB) *PromptEncoder {
-	t.Helper()
-	pe, err := NewPromptEncoder(tinySAMStore(t).Sub("prompt_encoder"), Tiny())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pe
-}
 
 func TestDensePE(t *testing.T) {
 	pe := tinyPromptEncoder(t)
@@ -152,11 +28,7 @@ func TestPromptEncoderGolden(t *testing.T) {
 	forEachDecCase(t, func(t *testing.T, r decCaseRun) {
 		pts, box := r.c.resizedPrompt()
 		sparse, dns, err := pe.Forward(context.Background(), pts, box, r.maskInput(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		testutil.Check(t, "sparse", sparse.Data, sparse.Shape, testutil.NPY(t, r.file("sparse.npy")), decRelTol, true)
-		testutil.Check(t, "dense", dns.Data, dns.Shape, testutil.NPY(t, r.file("dense.npy")), decRelTol, true)
+		r.check(t, err, golden{"sparse", sparse, decRelTol, true}, golden{"dense", dns, decRelTol, true})
 	})
 }
 

@@ -1,19 +1,11 @@
 package sam
 
-import (
-	"testing"
-
-	"github.com/mam-go/mam-go/internal/testutil"
-	"github.com/mam-go/mam-go/weights"
-)
+import "testing"
 
 // The random state dict has exactly the golden checkpoint's names and
 // shapes at the tiny size, and builds a model at every preset size.
 func TestRandomWeightsNames(t *testing.T) {
-	golden, err := weights.LoadNPZ(testutil.Golden("tiny", "weights", "sam.npz"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	golden := tinySAMStore(t)
 	r := RandomWeights(Tiny(), 1)
 	gn, rn := golden.Names(), r.Names()
 	if len(gn) != len(rn) {

@@ -37,22 +37,29 @@ func newModel(p *nn.Params, cfg Config) *Model {
 // and a tensor the model does not use is an error too (a checkpoint of
 // another variant or model).
 func New(store *weights.Store, cfg Config) (*Model, error) {
-	if store == nil {
-		return nil, fmt.Errorf("sam: new: nil weights store")
-	}
-	if err := cfg.Validate(); err != nil {
+	m, err := build(store, cfg, cfg.Name, true, newModel)
+	if err != nil {
 		return nil, err
-	}
-	p := nn.NewParams(store)
-	m := newModel(p, cfg)
-	if err := p.Err(); err != nil {
-		return nil, fmt.Errorf("sam: %s: %w", cfg.Name, err)
-	}
-	if err := p.CheckUnused(); err != nil {
-		return nil, fmt.Errorf("sam: %s: %w", cfg.Name, err)
 	}
 	if err := m.Encoder.compile(); err != nil {
 		return nil, fmt.Errorf("sam: %s: %w", cfg.Name, err)
+	}
+	return m, nil
+}
+
+// build checks cfg and runs a module's constructor over the parameters of
+// s (nn.Build), naming the module what in errors.
+func build[T any](s *weights.Store, cfg Config, what string, strict bool, newModule func(*nn.Params, Config) T) (T, error) {
+	var zero T
+	if s == nil {
+		return zero, fmt.Errorf("sam: %s: nil weights store", what)
+	}
+	if err := cfg.Validate(); err != nil {
+		return zero, err
+	}
+	m, err := nn.Build(s, strict, func(p *nn.Params) T { return newModule(p, cfg) })
+	if err != nil {
+		return zero, fmt.Errorf("sam: %s: %w", what, err)
 	}
 	return m, nil
 }
@@ -64,11 +71,12 @@ func New(store *weights.Store, cfg Config) (*Model, error) {
 // by the model's own constructors, so its schema is New's. An invalid cfg
 // gives an empty store (New reports why).
 func RandomWeights(cfg Config, seed int64) *weights.Store {
-	p := nn.RandomParams(seed, randomInit)
-	if cfg.Validate() == nil {
-		newModel(p, cfg)
-	}
-	return p.Store()
+	valid := cfg.Validate() == nil
+	return nn.RandomStore(seed, randomInit, func(p *nn.Params) {
+		if valid {
+			newModel(p, cfg)
+		}
+	})
 }
 
 // randomInit is RandomWeights' distribution.

@@ -11,27 +11,14 @@ import (
 )
 
 func tinyModel(t testing.TB) *Model {
-	t.Helper()
-	m, err := New(tinySAMStore(t), Tiny())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
+	return testutil.Must(New(tinySAMStore(t), Tiny()))(t)
 }
 
 // withExtra returns a copy of the tiny SAM store with one more tensor.
 func withExtra(t *testing.T, name string) *weights.Store {
-	s := tinySAMStore(t)
-	all := map[string]*weights.Tensor{}
-	for _, n := range s.Names() {
-		x, err := s.Raw(n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		all[n] = x
-	}
-	all[name] = &weights.Tensor{Shape: []int{2}, Stored: weights.Float32, F32: []float32{1, 2}}
-	return weights.New("with-extra", all)
+	return testutil.StoreCopy(t, tinySAMStore(t), func(m map[string]*weights.Tensor) {
+		m[name] = &weights.Tensor{Shape: []int{2}, Stored: weights.Float32, F32: []float32{1, 2}}
+	})
 }
 
 func TestNew(t *testing.T) {

@@ -1,10 +1,10 @@
 package sam
 
 import (
+	"bytes"
 	"errors"
 	"image"
 	"image/color"
-	"image/png"
 	"math/rand"
 	"os"
 	"testing"
@@ -18,19 +18,10 @@ import (
 // upscaled on its short side.
 var goldenImages = []string{"dog_240", "demo_120"}
 
-// loadPNG decodes a golden image.png with the standard library.
+// loadPNG decodes a golden image.png as RGB.
 func loadPNG(t testing.TB, name string) *RGB {
 	t.Helper()
-	f, err := os.Open(testutil.Golden("tiny", name, "image.png"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	rgb, err := ToRGB(img)
+	rgb, err := ToRGB(testutil.Image(t, testutil.Golden("tiny", name, "image.png")))
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
@@ -41,12 +32,11 @@ func loadPNG(t testing.TB, name string) *RGB {
 // decode uint8 arrays).
 func readNPYBytes(t testing.TB, path string) ([]uint8, []int) {
 	t.Helper()
-	f, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	r, err := npy.NewReader(f)
+	r, err := npy.NewReader(bytes.NewReader(b))
 	if err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}

@@ -171,58 +171,36 @@ func decodeView(raw []byte, dt DType, bigEndian bool, shape []int, stride []int6
 // index at.
 func decodeRun(t *Tensor, at int64, b []byte, dt DType, order binary.ByteOrder) {
 	switch dt {
-	case Float32:
+	case Float32: // the common case, written out
 		dst := t.F32[at:]
 		for i := range len(b) / 4 {
 			dst[i] = math.Float32frombits(order.Uint32(b[4*i:]))
 		}
 	case Float16:
-		dst := t.F32[at:]
-		for i := range len(b) / 2 {
-			dst[i] = HalfToFloat32(order.Uint16(b[2*i:]))
-		}
+		decodeEach(t.F32[at:], b, 2, func(p []byte) float32 { return HalfToFloat32(order.Uint16(p)) })
 	case BFloat16:
-		dst := t.F32[at:]
-		for i := range len(b) / 2 {
-			dst[i] = BFloat16ToFloat32(order.Uint16(b[2*i:]))
-		}
+		decodeEach(t.F32[at:], b, 2, func(p []byte) float32 { return BFloat16ToFloat32(order.Uint16(p)) })
 	case Float64:
-		dst := t.F32[at:]
-		for i := range len(b) / 8 {
-			dst[i] = float32(math.Float64frombits(order.Uint64(b[8*i:])))
-		}
+		decodeEach(t.F32[at:], b, 8, func(p []byte) float32 { return float32(math.Float64frombits(order.Uint64(p))) })
 	case Int64:
-		dst := t.I64[at:]
-		for i := range len(b) / 8 {
-			dst[i] = int64(order.Uint64(b[8*i:]))
-		}
+		decodeEach(t.I64[at:], b, 8, func(p []byte) int64 { return int64(order.Uint64(p)) })
 	case Int32:
-		dst := t.I64[at:]
-		for i := range len(b) / 4 {
-			dst[i] = int64(int32(order.Uint32(b[4*i:])))
-		}
+		decodeEach(t.I64[at:], b, 4, func(p []byte) int64 { return int64(int32(order.Uint32(p))) })
 	case Int16:
-		dst := t.F32[at:]
-		for i := range len(b) / 2 {
-			dst[i] = float32(int16(order.Uint16(b[2*i:])))
-		}
+		decodeEach(t.F32[at:], b, 2, func(p []byte) float32 { return float32(int16(order.Uint16(p))) })
 	case Int8:
-		dst := t.F32[at:]
-		for i, v := range b {
-			dst[i] = float32(int8(v))
-		}
+		decodeEach(t.F32[at:], b, 1, func(p []byte) float32 { return float32(int8(p[0])) })
 	case Uint8:
-		dst := t.F32[at:]
-		for i, v := range b {
-			dst[i] = float32(v)
-		}
+		decodeEach(t.F32[at:], b, 1, func(p []byte) float32 { return float32(p[0]) })
 	case Bool:
-		dst := t.F32[at:]
-		for i, v := range b {
-			dst[i] = 0
-			if v != 0 {
-				dst[i] = 1
-			}
-		}
+		decodeEach(t.F32[at:], b, 1, func(p []byte) float32 { return float32(min(p[0], 1)) })
+	}
+}
+
+// decodeEach sets dst[i] = f(element i of b) for the elements of size bytes
+// in b.
+func decodeEach[T any](dst []T, b []byte, size int, f func([]byte) T) {
+	for i := range len(b) / size {
+		dst[i] = f(b[size*i:])
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -20,7 +19,7 @@ import (
 var fuzzArchive = sync.OnceValues(func() ([]byte, map[string]*zip.File) {
 	recs := map[string][]byte{}
 	for i := range 256 {
-		recs[strconv.Itoa(i)] = bytes.Repeat([]byte{0, 0, 0x80, 0x3f}, 256)
+		recs[fmt.Sprint(i)] = bytes.Repeat([]byte{0, 0, 0x80, 0x3f}, 256)
 	}
 	z := zipWith(nil, recs)
 	zr, err := zip.NewReader(bytes.NewReader(z), int64(len(z)))
@@ -132,7 +131,7 @@ func TestWriteFuzzCorpus(t *testing.T) {
 		seeds["golden_"+name] = b
 	}
 	for i, s := range fuzzSeeds(t) {
-		seeds["feature_"+strconv.Itoa(i)] = s
+		seeds["feature_"+fmt.Sprint(i)] = s
 	}
 	p := newPK()
 	p.op(opEmptyDict).str("x").op(opEmptyList)
@@ -142,7 +141,7 @@ func TestWriteFuzzCorpus(t *testing.T) {
 	seeds["deep_marks"] = rawPickle(bytes.Repeat([]byte{opMark}, 1000), bytes.Repeat([]byte{opTuple}, 1000), opStop)
 	seeds["stack_global"] = rawPickle(opShortBinUni, 8, "builtins", opShortBinUni, 4, "eval", opStackGlobal, opStop)
 	for name, b := range seeds {
-		body := fmt.Sprintf("go test fuzz v1\n[]byte(%s)\n", strconv.Quote(string(b)))
+		body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", string(b))
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
 			t.Fatal(err)
 		}

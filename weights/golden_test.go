@@ -47,28 +47,7 @@ func TestGoldenPTHMatchesNPZ(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !slices.Equal(got.Names(), ref.Names()) {
-				t.Fatalf("names differ:\n pth %v\n npz %v", got.Names(), ref.Names())
-			}
-			ints := 0
-			for _, n := range ref.Names() {
-				g, _ := got.Raw(n)
-				w, _ := ref.Raw(n)
-				if !slices.Equal(g.Shape, w.Shape) || g.Stored != w.Stored {
-					t.Errorf("%s: %v %s, want %v %s", n, g.Shape, g.Stored, w.Shape, w.Stored)
-					continue
-				}
-				if w.IsInt() {
-					ints++
-					if !slices.Equal(g.I64, w.I64) {
-						t.Errorf("%s: %v, want %v", n, g.I64, w.I64)
-					}
-					continue
-				}
-				if d := testutil.Check(t, n, g.F32, g.Shape, w, 0, false); d.MaxAbs != 0 {
-					t.Errorf("%s: not identical", n)
-				}
-			}
+			ints := testutil.SameStore(t, got, ref)
 			if ints != tc.ints {
 				t.Errorf("%d int64 tensors, want %d", ints, tc.ints)
 			}

@@ -244,16 +244,11 @@ func loadWith(path string, open func(string) (*Checkpoint, error)) (*Store, erro
 }
 
 func openNPZ(path string) (*Checkpoint, error) {
-	f, err := os.Open(path)
+	f, size, err := openSized(path)
 	if err != nil {
 		return nil, err
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	zr, err := zip.NewReader(f, fi.Size())
+	zr, err := zip.NewReader(f, size)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("%w: npz: %v", ErrFormat, err)
@@ -276,7 +271,7 @@ func openNPZ(path string) (*Checkpoint, error) {
 		c.names = append(c.names, name)
 		c.entries[name] = &entry{
 			info: TensorInfo{Name: name, Shape: h.shape, DType: h.dtype},
-			load: func() (*Tensor, error) { return loadNPZRecord(f, fi.Size(), zf, h) },
+			load: func() (*Tensor, error) { return loadNPZRecord(f, size, zf, h) },
 		}
 	}
 	if len(c.names) == 0 {

@@ -74,16 +74,11 @@ func OpenCheckpoint(path string) (*Checkpoint, error) {
 }
 
 func openTorch(path string) (*Checkpoint, error) {
-	f, err := os.Open(path)
+	f, size, err := openSized(path)
 	if err != nil {
 		return nil, err
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	root, p, err := openPTH(f, fi.Size())
+	root, p, err := openPTH(f, size)
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -298,3 +293,17 @@ func OpenContext(ctx context.Context, path string) (*Store, error) {
 // holding the same names. It is Open, named for the call sites that load
 // the M2M module.
 func OpenMAM(path string) (*Store, error) { return Open(path) }
+
+// openSized opens a file and returns its size.
+func openSized(path string) (*os.File, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, fi.Size(), nil
+}

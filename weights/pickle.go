@@ -14,9 +14,9 @@ import (
 // anything: GLOBAL resolves only a fixed allow-list of names (the
 // constructors torch.save uses for state dicts, pickle_torch.go), each
 // modelled by a Go value, and any other global is an error that names it.
-// This file is the machine: its input, stack, memo and the dispatch of
-// opcodes by group (frames, stack, memo and containers here; literals in
-// pickle_literal.go; globals and calls in pickle_torch.go).
+// This file is the machine: its input, stack, memo and the opcodes that
+// work on them; literals are in pickle_literal.go, globals and calls in
+// pickle_torch.go.
 
 // ErrPickle is wrapped by every error about a malformed or disallowed pickle.
 var ErrPickle = errors.New("pickle")
@@ -88,7 +88,9 @@ func unexpected(err error) error {
 	return err
 }
 
-// unpickler is the pickle stack machine.
+// unpickler is the pickle stack machine. Its helpers record the first
+// error of the opcode being run (err) and then do nothing, returning zero
+// values, so an opcode reads as its steps; run stops after the opcode.
 type unpickler struct {
 	src   *byteSource
 	stack []any
@@ -96,6 +98,7 @@ type unpickler struct {
 	memo  map[uint64]any
 	// persistentLoad turns a persistent id into a value (torch storages).
 	persistentLoad func(pid any) (any, error)
+	err            error
 }
 
 // unpickle runs one pickle (up to STOP) from src and returns its value.
@@ -108,66 +111,56 @@ func unpickle(src *byteSource, persistentLoad func(any) (any, error)) (v any, er
 	return v, nil
 }
 
-func (u *unpickler) push(v any) { u.stack = append(u.stack, v) }
-
-func (u *unpickler) pop() (any, error) {
-	n := len(u.stack)
-	if n == 0 || (len(u.marks) > 0 && u.marks[len(u.marks)-1] == n) {
-		return nil, fmt.Errorf("%w: stack underflow", ErrPickle)
+// fail records err unless an error is recorded already (or err is nil).
+func (u *unpickler) fail(err error) {
+	if u.err == nil {
+		u.err = err
 	}
-	v := u.stack[n-1]
-	u.stack = u.stack[:n-1]
-	return v, nil
 }
 
-func (u *unpickler) top() (any, error) {
-	n := len(u.stack)
-	if n == 0 || (len(u.marks) > 0 && u.marks[len(u.marks)-1] == n) {
-		return nil, fmt.Errorf("%w: stack underflow", ErrPickle)
-	}
-	return u.stack[n-1], nil
+// failf records a malformed-pickle error.
+func (u *unpickler) failf(format string, args ...any) {
+	u.fail(fmt.Errorf("%w: "+format, append([]any{ErrPickle}, args...)...))
 }
 
-// popMark returns the items pushed since the last MARK and removes them.
-func (u *unpickler) popMark() ([]any, error) {
-	if len(u.marks) == 0 {
-		return nil, fmt.Errorf("%w: no MARK on the stack", ErrPickle)
+// read returns the next n bytes of the input.
+func (u *unpickler) read(n int64) []byte {
+	if u.err != nil {
+		return nil
 	}
-	m := u.marks[len(u.marks)-1]
-	u.marks = u.marks[:len(u.marks)-1]
-	items := append([]any(nil), u.stack[m:]...)
-	u.stack = u.stack[:m]
-	return items, nil
+	b, err := u.src.bytes(n)
+	u.fail(err)
+	return b
 }
 
-func (u *unpickler) memoGet(i uint64) error {
-	v, ok := u.memo[i]
-	if !ok {
-		return fmt.Errorf("%w: memo key %d was never stored", ErrPickle, i)
+// line returns the next protocol-0 text argument.
+func (u *unpickler) line() string {
+	if u.err != nil {
+		return ""
 	}
-	u.push(v)
-	return nil
+	l, err := u.src.line()
+	u.fail(err)
+	return l
 }
 
-func (u *unpickler) memoPut(i uint64) error {
-	v, err := u.top()
-	if err != nil {
-		return err
-	}
-	u.memo[i] = v
-	return nil
-}
-
-func (u *unpickler) uint(n int) (uint64, error) {
-	b, err := u.src.bytes(int64(n))
-	if err != nil {
-		return 0, err
-	}
+// uint reads an n-byte little-endian unsigned integer.
+func (u *unpickler) uint(n int) uint64 {
+	b := u.read(int64(n))
 	var x uint64
-	for i := n - 1; i >= 0; i-- {
+	for i := len(b) - 1; i >= 0; i-- {
 		x = x<<8 | uint64(b[i])
 	}
-	return x, nil
+	return x
+}
+
+// decimal reads a protocol-0 decimal argument of opcode name.
+func (u *unpickler) decimal(name string) uint64 {
+	l := u.line()
+	i, err := strconv.ParseUint(l, 10, 64)
+	if err != nil {
+		u.failf("%s %q", name, l)
+	}
+	return i
 }
 
 // Pickle opcodes (Lib/pickletools.py).
@@ -270,270 +263,187 @@ func (u *unpickler) run() (any, error) {
 			return nil, fmt.Errorf("%w: truncated: %v", ErrPickle, err)
 		}
 		if op == opStop {
-			return u.pop()
+			v := u.pop()
+			return v, u.err
 		}
-		if err := u.step(op); err != nil {
-			return nil, err
+		if u.step(op); u.err != nil {
+			return nil, u.err
 		}
 	}
 }
 
-// step executes one opcode other than STOP.
-func (u *unpickler) step(op byte) error {
-	for _, group := range []func(*unpickler, byte) (bool, error){
-		(*unpickler).frameOp, (*unpickler).stackOp, (*unpickler).literalOp,
-		(*unpickler).containerOp, (*unpickler).memoOp, (*unpickler).objectOp,
-	} {
-		if done, err := group(u, op); done || err != nil {
-			return err
-		}
-	}
-	return fmt.Errorf("%w: unknown opcode 0x%02x", ErrPickle, op)
-}
-
-// frameOp executes PROTO and FRAME; it reports whether op was one of them.
-func (u *unpickler) frameOp(op byte) (bool, error) {
-	s := u.src
+// step executes one opcode other than STOP: those of the machine itself
+// here, literals in literalOp, globals and calls in objectOp.
+func (u *unpickler) step(op byte) {
 	switch op {
+	// Framing (frames only group the opcodes that follow).
 	case opProto:
-		v, err := s.byte()
-		if err != nil {
-			return true, err
-		}
-		if v > 5 {
-			return true, fmt.Errorf("%w: unsupported protocol %d", ErrPickle, v)
+		if v := u.read(1); len(v) == 1 && v[0] > 5 {
+			u.failf("unsupported protocol %d", v[0])
 		}
 	case opFrame:
-		if _, err := u.uint(8); err != nil {
-			return true, err
-		}
-	default:
-		return false, nil
-	}
-	return true, nil
-}
-
-// stackOp executes the stack opcodes (MARK, POP, POP_MARK, DUP).
-func (u *unpickler) stackOp(op byte) (bool, error) {
-	switch op {
+		u.uint(8)
+	// The stack.
 	case opMark:
 		u.marks = append(u.marks, len(u.stack))
 	case opPop:
 		if len(u.marks) > 0 && u.marks[len(u.marks)-1] == len(u.stack) {
-			// POP of a mark (what pickle.py does for a MARK on top).
-			u.marks = u.marks[:len(u.marks)-1]
-			break
-		}
-		if _, err := u.pop(); err != nil {
-			return true, err
+			u.marks = u.marks[:len(u.marks)-1] // POP of a mark, as pickle.py does
+		} else {
+			u.pop()
 		}
 	case opPopMark:
-		if _, err := u.popMark(); err != nil {
-			return true, err
-		}
+		u.popMark()
 	case opDup:
-		v, err := u.top()
-		if err != nil {
-			return true, err
-		}
-		u.push(v)
-	default:
-		return false, nil
-	}
-	return true, nil
-}
-
-// memoOp executes the memo opcodes (GET, PUT and their binary forms, MEMOIZE).
-func (u *unpickler) memoOp(op byte) (bool, error) {
-	s := u.src
-	switch op {
-	case opGet:
-		l, err := s.line()
-		if err != nil {
-			return true, err
-		}
-		i, err := strconv.ParseUint(l, 10, 64)
-		if err != nil {
-			return true, fmt.Errorf("%w: GET %q", ErrPickle, l)
-		}
-		if err := u.memoGet(i); err != nil {
-			return true, err
-		}
-	case opBinGet, opLongBinGet:
-		n := 1
-		if op == opLongBinGet {
-			n = 4
-		}
-		i, err := u.uint(n)
-		if err != nil {
-			return true, err
-		}
-		if err := u.memoGet(i); err != nil {
-			return true, err
-		}
-	case opPut:
-		l, err := s.line()
-		if err != nil {
-			return true, err
-		}
-		i, err := strconv.ParseUint(l, 10, 64)
-		if err != nil {
-			return true, fmt.Errorf("%w: PUT %q", ErrPickle, l)
-		}
-		if err := u.memoPut(i); err != nil {
-			return true, err
-		}
-	case opBinPut, opLongBinPut:
-		n := 1
-		if op == opLongBinPut {
-			n = 4
-		}
-		i, err := u.uint(n)
-		if err != nil {
-			return true, err
-		}
-		if err := u.memoPut(i); err != nil {
-			return true, err
-		}
+		u.push(u.top())
+	// The memo.
+	case opGet, opBinGet, opLongBinGet:
+		u.memoGet(u.memoIndex(op))
+	case opPut, opBinPut, opLongBinPut:
+		u.memoPut(u.memoIndex(op))
 	case opMemoize:
-		if err := u.memoPut(uint64(len(u.memo))); err != nil {
-			return true, err
-		}
-	default:
-		return false, nil
-	}
-	return true, nil
-}
-
-// containerOp executes the opcodes that build tuples, lists, dicts and sets.
-func (u *unpickler) containerOp(op byte) (bool, error) {
-	switch op {
+		u.memoPut(uint64(len(u.memo)))
+	// Containers.
 	case opEmptyTuple:
 		u.push(pyTuple{})
 	case opTuple1, opTuple2, opTuple3:
-		n := int(op-opTuple1) + 1
-		if len(u.stack) < n || (len(u.marks) > 0 && u.marks[len(u.marks)-1] > len(u.stack)-n) {
-			return true, fmt.Errorf("%w: stack underflow", ErrPickle)
-		}
-		t := append(pyTuple(nil), u.stack[len(u.stack)-n:]...)
-		u.stack = u.stack[:len(u.stack)-n]
-		u.push(t)
+		u.push(pyTuple(u.popN(int(op-opTuple1) + 1)))
 	case opTuple:
-		items, err := u.popMark()
-		if err != nil {
-			return true, err
-		}
-		u.push(pyTuple(items))
+		u.push(pyTuple(u.popMark()))
 	case opEmptyList:
 		u.push(&pyList{})
 	case opList:
-		items, err := u.popMark()
-		if err != nil {
-			return true, err
-		}
-		u.push(&pyList{items: items})
-	case opAppend:
-		v, err := u.pop()
-		if err != nil {
-			return true, err
-		}
-		if err := u.appendTo([]any{v}); err != nil {
-			return true, err
-		}
-	case opAppends:
-		items, err := u.popMark()
-		if err != nil {
-			return true, err
-		}
-		if err := u.appendTo(items); err != nil {
-			return true, err
+		u.push(&pyList{items: u.popMark()})
+	case opAppend, opAppends:
+		items := u.popItems(op == opAppends, 1)
+		if l, ok := topAs[*pyList](u, "APPEND to"); ok {
+			l.items = append(l.items, items...)
 		}
 	case opEmptyDict:
 		u.push(newDict())
 	case opDict:
-		items, err := u.popMark()
-		if err != nil {
-			return true, err
-		}
 		d := newDict()
-		if err := setItems(d, items); err != nil {
-			return true, err
-		}
+		u.fail(setItems(d, u.popMark()))
 		u.push(d)
-	case opSetItem:
-		if len(u.stack) < 3 {
-			return true, fmt.Errorf("%w: stack underflow", ErrPickle)
-		}
-		v, err := u.pop()
-		if err != nil {
-			return true, err
-		}
-		k, err := u.pop()
-		if err != nil {
-			return true, err
-		}
-		if err := u.setInto([]any{k, v}); err != nil {
-			return true, err
-		}
-	case opSetItems:
-		items, err := u.popMark()
-		if err != nil {
-			return true, err
-		}
-		if err := u.setInto(items); err != nil {
-			return true, err
+	case opSetItem, opSetItems:
+		items := u.popItems(op == opSetItems, 2)
+		if d, ok := topAs[*pyDict](u, "SETITEM on"); ok {
+			u.fail(setItems(d, items))
 		}
 	case opEmptySet:
 		u.push(&pySet{})
 	case opAddItems:
-		items, err := u.popMark()
-		if err != nil {
-			return true, err
+		items := u.popMark()
+		if set, ok := topAs[*pySet](u, "ADDITEMS to"); ok {
+			set.items = append(set.items, items...)
 		}
-		t, err := u.top()
-		if err != nil {
-			return true, err
-		}
-		set, ok := t.(*pySet)
-		if !ok {
-			return true, fmt.Errorf("%w: ADDITEMS to %s", ErrPickle, typeName(t))
-		}
-		set.items = append(set.items, items...)
 	case opFrozenSet:
-		items, err := u.popMark()
-		if err != nil {
-			return true, err
-		}
-		u.push(&pySet{items: items})
+		u.push(&pySet{items: u.popMark()})
 	default:
-		return false, nil
+		if !u.literalOp(op) && !u.objectOp(op) {
+			u.failf("unknown opcode 0x%02x", op)
+		}
 	}
-	return true, nil
 }
 
-func (u *unpickler) appendTo(items []any) error {
-	t, err := u.top()
-	if err != nil {
-		return err
+func (u *unpickler) push(v any) { u.stack = append(u.stack, v) }
+
+// popN removes the top n items (above the last MARK) and returns them in
+// stack order.
+func (u *unpickler) popN(n int) []any {
+	if u.err != nil {
+		return nil
 	}
-	l, ok := t.(*pyList)
-	if !ok {
-		return fmt.Errorf("%w: APPEND to %s", ErrPickle, typeName(t))
+	k := len(u.stack)
+	if k < n || (len(u.marks) > 0 && u.marks[len(u.marks)-1] > k-n) {
+		u.failf("stack underflow")
+		return nil
 	}
-	l.items = append(l.items, items...)
+	items := append([]any(nil), u.stack[k-n:]...)
+	u.stack = u.stack[:k-n]
+	return items
+}
+
+func (u *unpickler) pop() any {
+	if items := u.popN(1); len(items) == 1 {
+		return items[0]
+	}
 	return nil
 }
 
-func (u *unpickler) setInto(items []any) error {
-	t, err := u.top()
-	if err != nil {
-		return err
+func (u *unpickler) top() any {
+	v := u.pop()
+	if u.err == nil {
+		u.push(v)
 	}
-	d, ok := t.(*pyDict)
+	return v
+}
+
+// topAs returns the top of the stack as a T, or records an error: the
+// opcode (what) cannot act on it.
+func topAs[T any](u *unpickler, what string) (T, bool) {
+	t := u.top()
+	v, ok := t.(T)
 	if !ok {
-		return fmt.Errorf("%w: SETITEM on %s", ErrPickle, typeName(t))
+		u.failf("%s %s", what, typeName(t))
 	}
-	return setItems(d, items)
+	return v, ok && u.err == nil
+}
+
+// memoIndex reads the memo index of a GET or PUT opcode: text, one byte
+// or four.
+func (u *unpickler) memoIndex(op byte) uint64 {
+	switch op {
+	case opGet:
+		return u.decimal("GET")
+	case opPut:
+		return u.decimal("PUT")
+	case opBinGet, opBinPut:
+		return u.uint(1)
+	}
+	return u.uint(4)
+}
+
+func (u *unpickler) memoGet(i uint64) {
+	if u.err != nil {
+		return
+	}
+	v, ok := u.memo[i]
+	if !ok {
+		u.failf("memo key %d was never stored", i)
+		return
+	}
+	u.push(v)
+}
+
+func (u *unpickler) memoPut(i uint64) {
+	if v := u.top(); u.err == nil {
+		u.memo[i] = v
+	}
+}
+
+// popItems pops the items since the last MARK (mark) or the top n.
+func (u *unpickler) popItems(mark bool, n int) []any {
+	if mark {
+		return u.popMark()
+	}
+	return u.popN(n)
+}
+
+// popMark returns the items pushed since the last MARK and removes them.
+func (u *unpickler) popMark() []any {
+	if u.err != nil {
+		return nil
+	}
+	if len(u.marks) == 0 {
+		u.failf("no MARK on the stack")
+		return nil
+	}
+	m := u.marks[len(u.marks)-1]
+	u.marks = u.marks[:len(u.marks)-1]
+	items := append([]any(nil), u.stack[m:]...)
+	u.stack = u.stack[:m]
+	return items
 }
 
 func setItems(d *pyDict, items []any) error {

@@ -14,8 +14,7 @@ import (
 
 // literalOp executes the opcodes that push a literal: None, booleans,
 // integers, floats, strings and bytes.
-func (u *unpickler) literalOp(op byte) (bool, error) {
-	s := u.src
+func (u *unpickler) literalOp(op byte) bool {
 	switch op {
 	case opNone:
 		u.push(nil)
@@ -24,139 +23,64 @@ func (u *unpickler) literalOp(op byte) (bool, error) {
 	case opNewFalse:
 		u.push(false)
 	case opBinInt:
-		x, err := u.uint(4)
-		if err != nil {
-			return true, err
-		}
-		u.push(int64(int32(uint32(x))))
+		u.push(int64(int32(uint32(u.uint(4)))))
 	case opBinInt1:
-		x, err := u.uint(1)
-		if err != nil {
-			return true, err
-		}
-		u.push(int64(x))
+		u.push(int64(u.uint(1)))
 	case opBinInt2:
-		x, err := u.uint(2)
-		if err != nil {
-			return true, err
-		}
-		u.push(int64(x))
+		u.push(int64(u.uint(2)))
 	case opInt:
-		l, err := s.line()
-		if err != nil {
-			return true, err
-		}
-		switch l {
+		switch l := u.line(); l {
 		case "00":
 			u.push(false)
 		case "01":
 			u.push(true)
 		default:
-			v, err := parseIntText(l)
-			if err != nil {
-				return true, err
-			}
-			u.push(v)
+			u.push(u.intText(l))
 		}
 	case opLong:
-		l, err := s.line()
-		if err != nil {
-			return true, err
-		}
-		v, err := parseIntText(strings.TrimSuffix(l, "L"))
-		if err != nil {
-			return true, err
-		}
-		u.push(v)
-	case opLong1, opLong4:
-		size := 1
-		if op == opLong4 {
-			size = 4
-		}
-		n, err := u.uint(size)
-		if err != nil {
-			return true, err
-		}
-		if n > maxBigIntBytes {
-			return true, fmt.Errorf("%w: integer of %d bytes", ErrPickle, n)
-		}
-		b, err := s.bytes(int64(n))
-		if err != nil {
-			return true, err
-		}
-		u.push(decodeLong(b))
+		u.push(u.intText(strings.TrimSuffix(u.line(), "L")))
+	case opLong1:
+		u.push(decodeLong(u.longBytes(1)))
+	case opLong4:
+		u.push(decodeLong(u.longBytes(4)))
 	case opFloat:
-		l, err := s.line()
-		if err != nil {
-			return true, err
-		}
-		f, err := strconv.ParseFloat(strings.TrimSpace(l), 64)
-		if err != nil {
-			return true, fmt.Errorf("%w: FLOAT %q", ErrPickle, l)
-		}
-		u.push(f)
+		u.push(u.floatText(u.line()))
 	case opBinFloat:
-		b, err := s.bytes(8)
-		if err != nil {
-			return true, err
+		if b := u.read(8); len(b) == 8 {
+			u.push(math.Float64frombits(binary.BigEndian.Uint64(b)))
 		}
-		u.push(math.Float64frombits(binary.BigEndian.Uint64(b)))
 	case opString:
-		l, err := s.line()
-		if err != nil {
-			return true, err
-		}
-		v, err := unquote(l)
-		if err != nil {
-			return true, err
-		}
-		u.push(v)
+		u.push(u.quoted(u.line()))
 	case opUnicode:
-		l, err := s.line()
-		if err != nil {
-			return true, err
-		}
-		u.push(unescapeRawUnicode(l))
-	case opShortBinString, opShortBinUni, opShortBinBytes:
-		n, err := u.uint(1)
-		if err != nil {
-			return true, err
-		}
-		if err := u.pushBytes(op, n); err != nil {
-			return true, err
-		}
-	case opBinString, opBinUnicode, opBinBytes:
-		n, err := u.uint(4)
-		if err != nil {
-			return true, err
-		}
-		if op == opBinString && int32(uint32(n)) < 0 {
-			return true, fmt.Errorf("%w: negative string length", ErrPickle)
-		}
-		if err := u.pushBytes(op, n); err != nil {
-			return true, err
-		}
-	case opBinUnicode8, opBinBytes8, opByteArray8:
-		n, err := u.uint(8)
-		if err != nil {
-			return true, err
-		}
-		if err := u.pushBytes(op, n); err != nil {
-			return true, err
-		}
+		u.push(unescapeRawUnicode(u.line()))
 	default:
-		return false, nil
+		return u.bytesOp(op)
 	}
-	return true, nil
+	return true
 }
 
-func (u *unpickler) pushBytes(op byte, n uint64) error {
-	if n > math.MaxInt64 {
-		return fmt.Errorf("%w: length %d", ErrPickle, n)
+// bytesOp executes the opcodes that push counted strings and bytes.
+func (u *unpickler) bytesOp(op byte) bool {
+	var n uint64
+	switch op {
+	case opShortBinString, opShortBinUni, opShortBinBytes:
+		n = u.uint(1)
+	case opBinString, opBinUnicode, opBinBytes:
+		n = u.uint(4)
+		if op == opBinString && int32(uint32(n)) < 0 {
+			u.failf("negative string length")
+		}
+	case opBinUnicode8, opBinBytes8, opByteArray8:
+		n = u.uint(8)
+	default:
+		return false
 	}
-	b, err := u.src.bytes(int64(n))
-	if err != nil {
-		return err
+	if n > math.MaxInt64 {
+		u.failf("length %d", n)
+	}
+	b := u.read(int64(n))
+	if u.err != nil {
+		return true
 	}
 	switch op {
 	case opShortBinUni, opBinUnicode, opBinUnicode8, opShortBinString, opBinString:
@@ -165,7 +89,49 @@ func (u *unpickler) pushBytes(op byte, n uint64) error {
 	default:
 		u.push(b)
 	}
-	return nil
+	return true
+}
+
+// intText parses a protocol-0 integer.
+func (u *unpickler) intText(l string) any {
+	if u.err != nil {
+		return nil
+	}
+	v, err := parseIntText(l)
+	u.fail(err)
+	return v
+}
+
+// floatText parses a protocol-0 float.
+func (u *unpickler) floatText(l string) float64 {
+	if u.err != nil {
+		return 0
+	}
+	f, err := strconv.ParseFloat(strings.TrimSpace(l), 64)
+	if err != nil {
+		u.failf("FLOAT %q", l)
+	}
+	return f
+}
+
+// quoted unquotes a protocol-0 string.
+func (u *unpickler) quoted(l string) string {
+	if u.err != nil {
+		return ""
+	}
+	v, err := unquote(l)
+	u.fail(err)
+	return v
+}
+
+// longBytes reads the bytes of a LONG1 (size 1) or LONG4 (size 4) integer.
+func (u *unpickler) longBytes(size int) []byte {
+	n := u.uint(size)
+	if n > maxBigIntBytes {
+		u.failf("integer of %d bytes", n)
+		return nil
+	}
+	return u.read(int64(n))
 }
 
 // decodeLong decodes a little-endian two's-complement integer (LONG1/LONG4).

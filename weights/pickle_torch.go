@@ -92,114 +92,77 @@ func allowedGlobal(module, name string) (any, error) {
 // STACK_GLOBAL (from the allow-list), REDUCE, BUILD, persistent ids; the
 // opcodes that would create class instances or read out-of-band data are
 // errors.
-func (u *unpickler) objectOp(op byte) (bool, error) {
-	s := u.src
+func (u *unpickler) objectOp(op byte) bool {
 	switch op {
 	case opGlobal:
-		mod, err := s.line()
-		if err != nil {
-			return true, err
-		}
-		name, err := s.line()
-		if err != nil {
-			return true, err
-		}
-		g, err := allowedGlobal(mod, name)
-		if err != nil {
-			return true, err
-		}
-		u.push(g)
+		mod := u.line()
+		u.pushGlobal(mod, u.line())
 	case opStackGlobal:
-		nv, err := u.pop()
-		if err != nil {
-			return true, err
+		names := u.popN(2)
+		if len(names) == 2 {
+			mod, ok1 := names[0].(string)
+			name, ok2 := names[1].(string)
+			if !ok1 || !ok2 {
+				u.failf("STACK_GLOBAL needs two strings")
+			}
+			u.pushGlobal(mod, name)
 		}
-		mv, err := u.pop()
-		if err != nil {
-			return true, err
-		}
-		mod, ok1 := mv.(string)
-		name, ok2 := nv.(string)
-		if !ok1 || !ok2 {
-			return true, fmt.Errorf("%w: STACK_GLOBAL needs two strings", ErrPickle)
-		}
-		g, err := allowedGlobal(mod, name)
-		if err != nil {
-			return true, err
-		}
-		u.push(g)
 	case opReduce:
-		args, err := u.pop()
-		if err != nil {
-			return true, err
+		if fa := u.popN(2); len(fa) == 2 {
+			args, ok := fa[1].(pyTuple)
+			if !ok {
+				u.failf("REDUCE arguments are %s, not a tuple", typeName(fa[1]))
+				break
+			}
+			v, err := call(fa[0], args)
+			u.fail(err)
+			u.push(v)
 		}
-		fn, err := u.pop()
-		if err != nil {
-			return true, err
-		}
-		t, ok := args.(pyTuple)
-		if !ok {
-			return true, fmt.Errorf("%w: REDUCE arguments are %s, not a tuple", ErrPickle, typeName(args))
-		}
-		v, err := call(fn, t)
-		if err != nil {
-			return true, err
-		}
-		u.push(v)
 	case opBuild:
-		state, err := u.pop()
-		if err != nil {
-			return true, err
+		state := u.pop()
+		if d, ok := topAs[*pyDict](u, "BUILD on"); ok {
+			// OrderedDict's state sets attributes such as _metadata; they
+			// describe module versions and are kept, not interpreted.
+			d.state = state
 		}
-		obj, err := u.top()
-		if err != nil {
-			return true, err
-		}
-		d, ok := obj.(*pyDict)
-		if !ok {
-			return true, fmt.Errorf("%w: BUILD on %s", ErrPickle, typeName(obj))
-		}
-		// OrderedDict's state sets attributes such as _metadata; they
-		// describe module versions and are kept, not interpreted.
-		d.state = state
 	case opPersID:
-		l, err := s.line()
-		if err != nil {
-			return true, err
-		}
-		if err := u.persistent(l); err != nil {
-			return true, err
-		}
+		u.persistent(u.line())
 	case opBinPersID:
-		pid, err := u.pop()
-		if err != nil {
-			return true, err
-		}
-		if err := u.persistent(pid); err != nil {
-			return true, err
-		}
+		u.persistent(u.pop())
 	case opNewObj, opNewObjEx, opInst, opObj:
-		return true, fmt.Errorf("%w: opcode %q creates class instances and is not allowed", ErrPickle, opName(op))
+		u.failf("opcode %q creates class instances and is not allowed", opName(op))
 	case opExt1, opExt2, opExt4:
-		return true, fmt.Errorf("%w: extension registry opcode %q is not allowed", ErrPickle, opName(op))
+		u.failf("extension registry opcode %q is not allowed", opName(op))
 	case opNextBuffer, opReadOnlyBuffer:
-		return true, fmt.Errorf("%w: out-of-band buffers are not supported", ErrPickle)
+		u.failf("out-of-band buffers are not supported")
 	default:
-		return false, nil
+		return false
 	}
-	return true, nil
+	return true
 }
 
-func (u *unpickler) persistent(pid any) error {
+// pushGlobal pushes the allowed global module.name.
+func (u *unpickler) pushGlobal(mod, name string) {
+	if u.err != nil {
+		return
+	}
+	g, err := allowedGlobal(mod, name)
+	u.fail(err)
+	u.push(g)
+}
+
+// persistent pushes the value of a persistent id (a torch storage).
+func (u *unpickler) persistent(pid any) {
+	if u.err != nil {
+		return
+	}
 	if u.persistentLoad == nil {
-		return fmt.Errorf("%w: persistent id without a loader", ErrPickle)
+		u.failf("persistent id without a loader")
+		return
 	}
 	v, err := u.persistentLoad(pid)
-	if err != nil {
-		return err
-	}
+	u.fail(err)
 	u.push(v)
-	return nil
 }
 
 // call applies an allowed global to its arguments. Nothing is executed: each

@@ -411,13 +411,7 @@ func TestCorruptInputIsAnError(t *testing.T) {
 				_, err = c.Store()
 				c.Close()
 			}
-			if err == nil {
-				t.Fatal("no error")
-			}
-			t.Logf("error: %v", err)
-			if !strings.Contains(err.Error(), tc.msg) {
-				t.Errorf("error %q does not mention %q", err, tc.msg)
-			}
+			wantError(t, err, tc.msg)
 		})
 	}
 }
@@ -567,13 +561,7 @@ func TestNPYErrors(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ReadNPY(bytes.NewReader(tc.data))
-			if err == nil {
-				t.Fatal("no error")
-			}
-			t.Logf("error: %v", err)
-			if !strings.Contains(err.Error(), tc.msg) {
-				t.Errorf("error %q does not mention %q", err, tc.msg)
-			}
+			wantError(t, err, tc.msg)
 		})
 	}
 }
@@ -638,5 +626,17 @@ func TestFloat32ToHalf(t *testing.T) {
 		if got := Float32ToHalf(tc.f); got != tc.want {
 			t.Errorf("Float32ToHalf(%g) = 0x%04x, want 0x%04x", tc.f, got, tc.want)
 		}
+	}
+}
+
+// wantError fails the test unless err is an error that mentions msg.
+func wantError(t *testing.T, err error, msg string) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("no error")
+	}
+	t.Logf("error: %v", err)
+	if !strings.Contains(err.Error(), msg) {
+		t.Errorf("error %q does not mention %q", err, msg)
 	}
 }

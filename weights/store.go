@@ -19,6 +19,7 @@ package weights
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -147,7 +148,7 @@ func (s *Store) Floats(name string, shape ...int) ([]float32, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(shape) > 0 && !sameShape(t.Shape, shape) {
+	if len(shape) > 0 && !slices.Equal(t.Shape, shape) {
 		return nil, fmt.Errorf("weights: %s: %q has shape %v, want %v: %w", s.d.source, s.prefix+name, t.Shape, shape, ErrShape)
 	}
 	return t.Float32s(), nil
@@ -210,16 +211,4 @@ func (s *Store) CheckUnused() error {
 		list = list[:10]
 	}
 	return fmt.Errorf("weights: %s: %d unexpected tensor(s) not used by the model: %s", s.d.source, len(u), strings.Join(list, ", "))
-}
-
-func sameShape(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

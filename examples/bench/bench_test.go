@@ -641,7 +641,7 @@ func TestRunPredictCLI(t *testing.T) {
 	sb := makeBench(t, 4, false)
 	f := &fakeMatter{}
 	saved := loadModel
-	loadModel = func(samPath, mamPath string) (matter, error) {
+	loadModel = func(_ context.Context, samPath, mamPath string) (matter, error) {
 		if samPath != "sam.npz" || mamPath != "mam.npz" {
 			return nil, fmt.Errorf("paths %q %q", samPath, mamPath)
 		}

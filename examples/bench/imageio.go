@@ -4,32 +4,19 @@ import (
 	"fmt"
 	"image"
 	"image/color"
-	_ "image/jpeg" // decode JPEG benchmark images
 	"image/png"
 	"os"
 	"path/filepath"
-)
 
-// decodeFile decodes the PNG or JPEG image at path.
-func decodeFile(path string) (image.Image, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	img, _, err := image.Decode(f)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return img, nil
-}
+	"github.com/mam-go/mam-go/internal/imagefile"
+)
 
 // loadRGB reads an input image as cv2.imread(path) followed by BGR->RGB
 // gives it to the reference: colour channels as stored, any alpha channel
 // dropped (not blended). JPEG decoding is Go's, which may differ from
 // libjpeg by a level or two on some pixels.
 func loadRGB(path string) (image.Image, error) {
-	img, err := decodeFile(path)
+	img, err := imagefile.Read(path)
 	if err != nil {
 		return nil, err
 	}
@@ -64,7 +51,7 @@ const (
 // luma (libjpeg's grayscale output); a colour PNG with libpng's
 // rgb_to_gray (OpenCV's 0.299/0.587 weights, truncated), alpha dropped.
 func loadGray(path string) (*image.Gray, error) {
-	img, err := decodeFile(path)
+	img, err := imagefile.Read(path)
 	if err != nil {
 		return nil, err
 	}

@@ -182,7 +182,7 @@ func runOptions(ctx context.Context, o options, stdout, stderr io.Writer) error 
 		if len(items) == 0 {
 			return fmt.Errorf("no image of %s has a ground truth in %s", o.images, o.gt)
 		}
-		m, err := loadModel(o.samPath, o.mamPath)
+		m, err := loadModel(ctx, o.samPath, o.mamPath)
 		if err != nil {
 			return err
 		}

@@ -32,8 +32,8 @@ func (mm *modelMatter) Matte(ctx context.Context, img image.Image, p mam.Prompt,
 }
 
 // loadModel loads the SAM and MAM checkpoints; tests replace it.
-var loadModel = func(samPath, mamPath string) (matter, error) {
-	m, err := mam.Load(context.Background(), samPath, mamPath)
+var loadModel = func(ctx context.Context, samPath, mamPath string) (matter, error) {
+	m, err := mam.Load(ctx, samPath, mamPath)
 	if err != nil {
 		return nil, fmt.Errorf("loading model: %w", err)
 	}

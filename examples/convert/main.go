@@ -14,13 +14,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -104,34 +102,4 @@ func convert(ctx context.Context, in, out string, progress, summary io.Writer) (
 	fmt.Fprintf(summary, "convert: %d tensors (%.1f MB) from %s to %s in %.2fs\n",
 		len(names), float64(bytes)/1e6, in, out, time.Since(start).Seconds())
 	return nil
-}
-
-// createWriter opens the output; finish closes it, and on failure removes a
-// partial .npz (a .npz is written under a temporary name and renamed).
-func createWriter(out string) (weights.TensorWriter, func(error) error, error) {
-	if fi, err := os.Stat(out); strings.HasSuffix(out, "/") || strings.HasSuffix(out, string(os.PathSeparator)) || (err == nil && fi.IsDir()) {
-		w, err := weights.CreateNPYDir(out)
-		if err != nil {
-			return nil, nil, err
-		}
-		return w, func(err error) error { return errors.Join(err, w.Close()) }, nil
-	}
-	if !strings.EqualFold(filepath.Ext(out), ".npz") {
-		return nil, nil, fmt.Errorf("output %q: want a .npz file or a directory ending in /", out)
-	}
-	tmp := out + ".partial"
-	w, err := weights.CreateNPZ(tmp)
-	if err != nil {
-		return nil, nil, err
-	}
-	return w, func(err error) error {
-		if cerr := w.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			os.Remove(tmp)
-			return err
-		}
-		return os.Rename(tmp, out)
-	}, nil
 }

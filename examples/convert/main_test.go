@@ -5,7 +5,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
@@ -38,20 +37,7 @@ func TestConvertGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !slices.Equal(got.Names(), ref.Names()) {
-				t.Fatalf("names differ: %d vs %d", got.Len(), ref.Len())
-			}
-			for _, n := range ref.Names() {
-				g, _ := got.Raw(n)
-				w, _ := ref.Raw(n)
-				if !slices.Equal(g.Shape, w.Shape) || g.Stored != w.Stored || !slices.Equal(g.I64, w.I64) {
-					t.Errorf("%s: %v %s, want %v %s", n, g.Shape, g.Stored, w.Shape, w.Stored)
-					continue
-				}
-				if !w.IsInt() {
-					testutil.Check(t, n, g.F32, g.Shape, w, 0, false)
-				}
-			}
+			testutil.SameStore(t, got, ref)
 			if !strings.Contains(log.String(), "convert: ") {
 				t.Errorf("no summary in %q", log.String())
 			}

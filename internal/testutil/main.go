@@ -14,8 +14,13 @@ import (
 // Call it from TestMain.
 func Main(m *testing.M) {
 	flag.Parse()
-	if f := flag.Lookup("test.bench"); f == nil || f.Value.String() == "" {
-		nn.PoisonRecycledBuffers(true)
-	}
+	nn.PoisonRecycledBuffers(!Benchmarking())
 	os.Exit(m.Run())
+}
+
+// Benchmarking reports whether the test binary was asked to run
+// benchmarks (-test.bench).
+func Benchmarking() bool {
+	f := flag.Lookup("test.bench")
+	return f != nil && f.Value.String() != ""
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"testing"
 
 	"github.com/mam-go/mam-go/weights"
@@ -36,6 +37,36 @@ func NPY(t testing.TB, path string) *weights.Tensor {
 		t.Fatalf("golden: %v", err)
 	}
 	return x
+}
+
+// Store loads a golden .npz checkpoint (a path under testdata/golden) or
+// fails the test.
+func Store(t testing.TB, parts ...string) *weights.Store {
+	t.Helper()
+	s, err := weights.LoadNPZ(Golden(parts...))
+	if err != nil {
+		t.Fatalf("golden: %v", err)
+	}
+	return s
+}
+
+// StoreCopy returns a new store over the tensors of s (values shared),
+// after edit, when not nil, has changed the map of them: a checkpoint with
+// a tensor missing, added or replaced.
+func StoreCopy(t testing.TB, s *weights.Store, edit func(m map[string]*weights.Tensor)) *weights.Store {
+	t.Helper()
+	m := map[string]*weights.Tensor{}
+	for _, n := range s.Names() {
+		x, err := s.Raw(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m[n] = x
+	}
+	if edit != nil {
+		edit(m)
+	}
+	return weights.New("edited "+s.Source(), m)
 }
 
 // Image decodes a golden PNG image or fails the test.
@@ -123,7 +154,7 @@ func Index(flat int, shape []int) string {
 // logs the max abs diff either way.
 func Check(t testing.TB, name string, got []float32, gotShape []int, want *weights.Tensor, tol float64, relative bool) Diff {
 	t.Helper()
-	if !sameElems(gotShape, want.Shape) {
+	if !slices.Equal(gotShape, want.Shape) {
 		t.Errorf("%s: shape %v, want %v", name, gotShape, want.Shape)
 		return Diff{FirstBad: 0}
 	}
@@ -147,14 +178,54 @@ func Check(t testing.TB, name string, got []float32, gotShape []int, want *weigh
 	return d
 }
 
-func sameElems(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
+// Must turns a constructor's (value, error) into a function that returns
+// the value or fails the test: d := testutil.Must(New(store, cfg))(t).
+func Must[T any](v T, err error) func(testing.TB) T {
+	return func(t testing.TB) T {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
 	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
+}
+
+// Bench times fn (with allocations reported), failing the benchmark on its
+// first error. Setup before the call is not timed.
+func Bench(b *testing.B, fn func() error) {
+	b.Helper()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := fn(); err != nil {
+			b.Fatal(err)
 		}
 	}
-	return true
+}
+
+// SameStore checks that got holds exactly the tensors of want: the same
+// names, shapes and stored types, and identical values. It returns how
+// many of them are integer tensors.
+func SameStore(t testing.TB, got, want *weights.Store) (ints int) {
+	t.Helper()
+	if !slices.Equal(got.Names(), want.Names()) {
+		t.Fatalf("names differ:\n got  %v\n want %v", got.Names(), want.Names())
+	}
+	for _, n := range want.Names() {
+		g, _ := got.Raw(n)
+		w, _ := want.Raw(n)
+		switch {
+		case !slices.Equal(g.Shape, w.Shape) || g.Stored != w.Stored:
+			t.Errorf("%s: %v %s, want %v %s", n, g.Shape, g.Stored, w.Shape, w.Stored)
+		case w.IsInt():
+			ints++
+			if !slices.Equal(g.I64, w.I64) {
+				t.Errorf("%s: %v, want %v", n, g.I64, w.I64)
+			}
+		default:
+			if d := Check(t, n, g.F32, g.Shape, w, 0, false); d.MaxAbs != 0 {
+				t.Errorf("%s: not identical", n)
+			}
+		}
+	}
+	return ints
 }
