@@ -216,14 +216,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 	}
 
-	mopts := []mam.MatteOption{mam.WithMode(cfg.mode)}
+	var dump mam.MatteOption // none without -dump
 	var dumps []*mam.AtomicFile
 	var derr error
 	if cfg.dump != "" {
 		if err := os.MkdirAll(cfg.dump, 0o755); err != nil {
 			return fmt.Errorf("-dump: %w", err)
 		}
-		mopts = append(mopts, mam.WithDump(func(name string, shape []int, data []float32) {
+		dump = mam.WithDump(func(name string, shape []int, data []float32) {
 			if derr == nil {
 				var f *mam.AtomicFile
 				if f, derr = mam.CreateAtomic(filepath.Join(cfg.dump, name+".npy")); derr == nil {
@@ -231,7 +231,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 					derr = weights.WriteNPY(f, &weights.Tensor{Shape: append([]int(nil), shape...), Stored: weights.Float32, F32: data})
 				}
 			}
-		}))
+		})
 	}
 	abortDumps := func() {
 		for _, f := range dumps {
@@ -239,7 +239,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 	}
 	t0 = time.Now()
-	results, err := mattes(ctx, sess, cfg, dets, mopts)
+	results, err := mattes(ctx, sess, cfg, dets, dump)
 	if err == nil {
 		err = derr
 	}
@@ -296,9 +296,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 // box prompt, with the -point clicks), or with -all or -semantic every
 // box's in the detections' order, as mam's MatteInstances does. The stages
 // are dumped for the first matte only (the best box's).
-func mattes(ctx context.Context, sess *mam.Session, cfg *config, dets []gdino.Detection, opts []mam.MatteOption) ([]*mam.Result, error) {
+func mattes(ctx context.Context, sess *mam.Session, cfg *config, dets []gdino.Detection, dump mam.MatteOption) ([]*mam.Result, error) {
 	if cfg.text == "" {
-		r, err := sess.Matte(ctx, cfg.prompt, opts...)
+		r, err := sess.Matte(ctx, cfg.prompt, mam.WithMode(cfg.mode), dump)
 		if err != nil {
 			return nil, err
 		}
@@ -307,15 +307,14 @@ func mattes(ctx context.Context, sess *mam.Session, cfg *config, dets []gdino.De
 	if !cfg.all && !cfg.semantic {
 		dets = dets[:1]
 	}
-	noDump := opts[:1] // the mode
 	out := make([]*mam.Result, 0, len(dets))
 	for i, d := range dets {
 		p := cfg.prompt
 		p.Text = ""
 		p.Box = &mam.Box{X0: float64(d.Box[0]), Y0: float64(d.Box[1]), X1: float64(d.Box[2]), Y1: float64(d.Box[3])}
-		o := opts
-		if i > 0 {
-			o = noDump
+		o := []mam.MatteOption{mam.WithMode(cfg.mode)}
+		if i == 0 {
+			o = append(o, dump)
 		}
 		r, err := sess.Matte(ctx, p, o...)
 		if err != nil {
