@@ -162,6 +162,9 @@ func (f *fakeMatter) Matte(ctx context.Context, img image.Image, p mam.Prompt, m
 	if f.fail[n] {
 		return nil, fmt.Errorf("fake failure %d", n)
 	}
+	if p.Text == "nothing" {
+		return nil, fmt.Errorf("text %q: %w", p.Text, mam.ErrNoDetection)
+	}
 	b := img.Bounds()
 	box := fakeBox(p)
 	r := &mam.Result{Width: b.Dx(), Height: b.Dy(), Alpha: make([]float32, b.Dx()*b.Dy()), Mode: mode}
@@ -186,9 +189,15 @@ func fakeBox(p mam.Prompt) mam.Box {
 	if p.Box != nil {
 		return *p.Box
 	}
+	if p.Text != "" { // the fake detector's one box
+		return fakeTextBox
+	}
 	pt := p.Points[0]
 	return mam.Box{X0: math.Floor(pt.X) - 3, Y0: math.Floor(pt.Y) - 3, X1: math.Floor(pt.X) + 3, Y1: math.Floor(pt.Y) + 3}
 }
+
+// fakeTextBox is the box fakeMatter "detects" for any text.
+var fakeTextBox = mam.Box{X0: 2, Y0: 3, X1: 12, Y1: 9}
 
 // fakeAlpha is the 0..255 image fakeMatter writes for p, as uint8(a*255).
 func fakeAlpha(p mam.Prompt, w, h int) []float32 {
@@ -641,9 +650,9 @@ func TestRunPredictCLI(t *testing.T) {
 	sb := makeBench(t, 4, false)
 	f := &fakeMatter{}
 	saved := loadModel
-	loadModel = func(_ context.Context, samPath, mamPath string) (matter, error) {
-		if samPath != "sam.npz" || mamPath != "mam.npz" {
-			return nil, fmt.Errorf("paths %q %q", samPath, mamPath)
+	loadModel = func(_ context.Context, mf modelFiles) (matter, error) {
+		if mf != (modelFiles{sam: "sam.npz", mam: "mam.npz"}) {
+			return nil, fmt.Errorf("paths %+v", mf)
 		}
 		return f, nil
 	}
@@ -712,6 +721,13 @@ func TestRunUsage(t *testing.T) {
 		{"-pred", "p", "-gt", "g", "-images", "i"},
 		{"-benchmark", "coco", "-images", "i", "-gt", "g", "-out", "o", "-sam", "s", "-mam", "m"},
 		{"-benchmark", "am2k", "-images", "i", "-gt", "g", "-out", "o", "-sam", "s", "-mam", "m", "-prompt", "text"},
+		{"-benchmark", "am2k", "-images", "i", "-gt", "g", "-out", "o", "-sam", "s", "-mam", "m", "-prompt", "text",
+			"-text-json", "t", "-index-json", "x", "-gdino", "d", "-vocab", "v"},
+		{"-benchmark", "rw100", "-images", "i", "-gt", "g", "-out", "o", "-sam", "s", "-mam", "m", "-prompt", "text"},
+		{"-benchmark", "rw100", "-images", "i", "-gt", "g", "-out", "o", "-sam", "s", "-mam", "m", "-prompt", "text",
+			"-text-json", "t", "-index-json", "x", "-gdino", "d"},
+		{"-benchmark", "rw100", "-images", "i", "-gt", "g", "-out", "o", "-sam", "s", "-mam", "m", "-text-json", "t"},
+		{"-benchmark", "rw100", "-images", "i", "-gt", "g", "-out", "o", "-sam", "s", "-mam", "m", "-prompt", "words"},
 		{"-benchmark", "am2k", "-images", "i", "-gt", "g", "-out", "o", "-sam", "s", "-mam", "m", "-mode", "fancy"},
 		{"-pred", "p", "-gt", "g", "-metrics", "iou"},
 		{"-pred", "p", "-gt", "g", "-detail"},

@@ -16,6 +16,20 @@
 // one PNG per instance). Images already predicted are skipped, so an
 // interrupted run resumes where it stopped (-overwrite predicts again).
 //
+// Text prompts, as the reference runs RefMatte-RW100 with --prompt text:
+//
+//	bench -benchmark rw100 -prompt text -images RW100/image -gt RW100/mask \
+//	      -text-json RW100/refmatte_rw100_label.json -index-json RW100/rw100_index.json \
+//	      -out outputs/rw100_text -sam sam_vit_b_01ec64.pth -mam mam_vitb.pth \
+//	      -gdino groundingdino_swint_ogc.pth -vocab vocab.txt
+//
+// The caption of image X is text[stem(X)]["expressions"][index[text[stem(X)]["image_name"]]]
+// (-text-json: {"<stem>": {"image_name": "...", "expressions": [...]}, ...};
+// -index-json: {"<image_name>": <index>, ...}); GroundingDINO finds its
+// boxes with the reference's thresholds (box 0.25, text 0.5, NMS IoU 0.8)
+// and the best box is the box prompt. An image without annotations, or
+// whose caption matches nothing, fails with a message; the others go on.
+//
 // Score existing predictions alone:
 //
 //	bench -pred outputs/ppm100 -gt PPM-100/matte [-trimap DIR [-detail]] [-csv FILE] [-md FILE]
@@ -54,6 +68,8 @@ func main() {
 type options struct {
 	benchmark, images, gt, out, pred, trimap string
 	samPath, mamPath                         string
+	gdinoPath, vocabPath                     string // -prompt text
+	textJSON, indexJSON                      string // -prompt text: RefMatte-RW100's annotations
 	prompt, mode, metrics, csv, md, name     string
 	detail, overwrite, quiet                 bool
 }
@@ -75,7 +91,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.detail, "detail", false, "with -trimap, score where trimap > 0 (AM2K/P3M-10K \"Detail Region\")")
 	fs.StringVar(&o.samPath, "sam", "", "SAM checkpoint (.pth or .npz)")
 	fs.StringVar(&o.mamPath, "mam", "", "MAM checkpoint (.pth or .npz)")
-	fs.StringVar(&o.prompt, "prompt", "box", "prompt derived from the ground truth: box or point")
+	fs.StringVar(&o.prompt, "prompt", "box", "prompt: box or point (derived from the ground truth), or text (rw100: the annotations' expression, boxed by GroundingDINO)")
+	fs.StringVar(&o.textJSON, "text-json", "", "-prompt text: RefMatte-RW100's expressions, {\"<image stem>\": {\"image_name\": ..., \"expressions\": [...]}, ...}")
+	fs.StringVar(&o.indexJSON, "index-json", "", "-prompt text: which expression of each image, {\"<image_name>\": <index>, ...}")
+	fs.StringVar(&o.gdinoPath, "gdino", "", "-prompt text: GroundingDINO checkpoint (.pth or .npz)")
+	fs.StringVar(&o.vocabPath, "vocab", "", "-prompt text: BERT vocab.txt")
 	fs.StringVar(&o.mode, "mode", "", "refinement mode overriding the benchmark's: postprocess, maskguide or plain")
 	fs.BoolVar(&o.overwrite, "overwrite", false, "predict again images already predicted")
 	fs.StringVar(&o.metrics, "metrics", "sad,mse,mad,grad,conn", "measures to compute")
@@ -84,7 +104,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.name, "name", "", "name of the set in the table (default: the benchmark or the -pred folder)")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress bar")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage:\n  bench -benchmark NAME -images DIR -gt DIR -out DIR -sam FILE -mam FILE [flags]\n  bench -pred DIR -gt DIR [-trimap DIR] [flags]\n\nflags:\n")
+		fmt.Fprintf(stderr, "usage:\n  bench -benchmark NAME -images DIR -gt DIR -out DIR -sam FILE -mam FILE [flags]\n  bench -benchmark rw100 -prompt text -text-json FILE -index-json FILE -gdino FILE -vocab FILE -images DIR -gt DIR -out DIR -sam FILE -mam FILE [flags]\n  bench -pred DIR -gt DIR [-trimap DIR] [flags]\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -169,8 +189,24 @@ func runOptions(ctx context.Context, o options, stdout, stderr io.Writer) error 
 				return fmt.Errorf("%w: %v", errUsage, err)
 			}
 		}
-		if o.prompt != "box" && o.prompt != "point" {
-			return fmt.Errorf("%w: -prompt %q: want box or point", errUsage, o.prompt)
+		var captions *textAnnotations
+		switch o.prompt {
+		case "box", "point":
+			if o.textJSON != "" || o.indexJSON != "" || o.gdinoPath != "" || o.vocabPath != "" {
+				return fmt.Errorf("%w: -text-json, -index-json, -gdino and -vocab are for -prompt text", errUsage)
+			}
+		case "text":
+			if b.Name != "rw100" {
+				return fmt.Errorf("%w: -prompt text is for rw100 (RefMatte-RW100's referring expressions), not %s", errUsage, b.Name)
+			}
+			if o.textJSON == "" || o.indexJSON == "" || o.gdinoPath == "" || o.vocabPath == "" {
+				return fmt.Errorf("%w: -prompt text needs -text-json, -index-json, -gdino and -vocab", errUsage)
+			}
+			if captions, err = loadTextAnnotations(o.textJSON, o.indexJSON); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("%w: -prompt %q: want box, point or text", errUsage, o.prompt)
 		}
 		items, missing, err := listItems(b, o.images, o.gt)
 		if err != nil {
@@ -182,12 +218,16 @@ func runOptions(ctx context.Context, o options, stdout, stderr io.Writer) error 
 		if len(items) == 0 {
 			return fmt.Errorf("no image of %s has a ground truth in %s", o.images, o.gt)
 		}
-		m, err := loadModel(ctx, o.samPath, o.mamPath)
+		files := modelFiles{sam: o.samPath, mam: o.mamPath}
+		if o.prompt == "text" {
+			files.gdino, files.vocab = o.gdinoPath, o.vocabPath
+		}
+		m, err := loadModel(ctx, files)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(stderr, "bench: %s: %d mattes, mode %s, %s prompts, into %s\n", b.Name, len(items), mode, o.prompt, o.out)
-		st, err := predict(ctx, m, items, predictConfig{OutDir: o.out, Mode: mode, Prompt: o.prompt, Overwrite: o.overwrite}, bar("predict", len(items)))
+		st, err := predict(ctx, m, items, predictConfig{OutDir: o.out, Mode: mode, Prompt: o.prompt, Captions: captions, Overwrite: o.overwrite}, bar("predict", len(items)))
 		if err != nil {
 			return err
 		}

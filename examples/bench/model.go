@@ -18,7 +18,9 @@ type modelMatter struct {
 	sess    *mam.Session
 }
 
-// Matte mattes img with prompt p, refined in mode.
+// Matte mattes img with prompt p, refined in mode. A text prompt's boxes
+// are found with the reference's thresholds (textThresholds) and the best
+// one is the box prompt.
 func (mm *modelMatter) Matte(ctx context.Context, img image.Image, p mam.Prompt, mode mam.Mode) (*mam.Result, error) {
 	if mm.sess == nil || mm.lastImg != img {
 		mm.sess, mm.lastImg = nil, nil
@@ -28,12 +30,26 @@ func (mm *modelMatter) Matte(ctx context.Context, img image.Image, p mam.Prompt,
 		}
 		mm.sess, mm.lastImg = s, img
 	}
-	return mm.sess.Matte(ctx, p, mam.WithMode(mode))
+	opts := []mam.MatteOption{mam.WithMode(mode)}
+	if p.Text != "" {
+		opts = append(opts, mam.WithThresholds(textThresholds[0], textThresholds[1], textThresholds[2]))
+	}
+	return mm.sess.Matte(ctx, p, opts...)
 }
 
-// loadModel loads the SAM and MAM checkpoints; tests replace it.
-var loadModel = func(ctx context.Context, samPath, mamPath string) (matter, error) {
-	m, err := mam.Load(ctx, samPath, mamPath)
+// modelFiles are the checkpoints to load: SAM and MAM, and for text
+// prompts GroundingDINO and BERT's vocabulary.
+type modelFiles struct {
+	sam, mam, gdino, vocab string
+}
+
+// loadModel loads the checkpoints; tests replace it.
+var loadModel = func(ctx context.Context, f modelFiles) (matter, error) {
+	var opts []mam.Option
+	if f.gdino != "" {
+		opts = append(opts, mam.WithDetector(f.gdino, f.vocab))
+	}
+	m, err := mam.Load(ctx, f.sam, f.mam, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("loading model: %w", err)
 	}

@@ -174,8 +174,9 @@ type matter interface {
 type predictConfig struct {
 	OutDir    string
 	Mode      mam.Mode
-	Prompt    string // "box" or "point"
-	Overwrite bool   // predict again even where an output exists
+	Prompt    string           // "box", "point" or "text"
+	Captions  *textAnnotations // the text prompts' captions
+	Overwrite bool             // predict again even where an output exists
 }
 
 // predictStats counts what predict did.
@@ -216,14 +217,23 @@ func predict(ctx context.Context, m matter, items []item, cfg predictConfig, bar
 	return st, nil
 }
 
-// predictOne mattes one item into out.
+// predictOne mattes one item into out: its prompt is derived from the
+// ground truth, or with text prompts is the caption of its annotations.
 func predictOne(ctx context.Context, m matter, it item, out string, cfg predictConfig, cache *imageCache) error {
 	gt, err := loadGray(it.GT)
 	if err != nil {
 		return fmt.Errorf("ground truth: %w", err)
 	}
-	p, err := promptFromAlpha(gt, cfg.Prompt)
-	if err != nil {
+	var p mam.Prompt
+	if cfg.Prompt == "text" {
+		// The caption comes from the annotations, not the ground truth.
+		if cfg.Captions == nil {
+			return errors.New("text prompts without annotations")
+		}
+		if p.Text, err = cfg.Captions.caption(filepath.Base(it.Image)); err != nil {
+			return err
+		}
+	} else if p, err = promptFromAlpha(gt, cfg.Prompt); err != nil {
 		return fmt.Errorf("%s: %w", it.GT, err)
 	}
 	img, err := cache.load(it.Image)

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/mam-go/mam-go/gdino"
 	"github.com/mam-go/mam-go/mam"
 )
 
@@ -22,6 +23,15 @@ type config struct {
 	samURL, mamURL   string
 	download         bool // fetch the checkpoints only (unless -image is given)
 	preset           string
+
+	// Text prompts: GroundingDINO finds the boxes text describes.
+	text                    string // "" without -text
+	gdinoPath, vocabPath    string // "" for the cached Swin-T and vocabulary
+	gdinoURL, vocabURL      string
+	boxThr, textThr, nmsThr float32
+	jsonOut                 string // the detections as JSON; "-" for standard output
+	all                     bool   // one matte per detection, into directories
+	semantic                bool   // the union of the detections' mattes
 
 	image     string // "-" for standard input
 	exif      bool
@@ -37,7 +47,7 @@ type config struct {
 	composite  string // a colour or an image file
 	compColor  *color.RGBA
 	compOut    string
-	mask       string
+	mask       string // with -all, -o, -cutout, -composite-out and -mask are directories
 	dump       string
 	png        mam.PNGCompression
 	threads    int
@@ -90,11 +100,21 @@ const usageHead = `matte cuts an object out of a photo with Matting Anything.
 
 Usage:
   go run ./examples/matte -image photo.jpg -box x0,y0,x1,y1 [flags]
+  go run ./examples/matte -image photo.jpg -text "the dog" [-all | -semantic] [-json boxes.json] [flags]
 
 The box (or -point clicks) is in pixels of the photo as a viewer shows it.
+-text finds the object with GroundingDINO: its best box is the box prompt
+(-point clicks may be added; -box may not). -all mattes every box found
+(-o, -cutout, -composite-out and -mask then name directories holding
+alpha_<i>.png, cutout_<i>.png, composite_<i>.png and mask_<i>.png, i
+counting the boxes from 0, highest score first); -semantic writes their
+union (the pixelwise maximum) as one matte. A text that matches nothing is
+an error and writes nothing, -all included.
 Without -sam and -mam, SAM ViT-B and MAM ViT-B are taken from the cache
 directory ($MAM_CACHE, else %s), downloaded there on first use
-(about 400 MB; MAM_SAM_URL, MAM_MAM_URL or MAM_MIRROR point elsewhere).
+(about 400 MB; MAM_SAM_URL, MAM_MAM_URL or MAM_MIRROR point elsewhere);
+with -text and without -gdino and -vocab, GroundingDINO Swin-T and BERT's
+vocabulary likewise (about 700 MB; MAM_GDINO_URL, MAM_VOCAB_URL).
 Outputs go to out/ unless -o says otherwise; "-" is standard input or output.
 Threads: all cores, or GOMAXPROCS, or -threads.
 
@@ -125,11 +145,12 @@ func parseFlags(args []string, stdout io.Writer) (*config, error) {
 		modeFlag  string
 		pngFlag   string
 		maxPixels string
+		thr       [3]float64 // -box-threshold, -text-threshold, -nms
 	)
 	fs.StringVar(&c.image, "image", "", "input image: PNG, JPEG, GIF or WebP (\"-\" reads standard input)")
 	fs.StringVar(&boxFlag, "box", "", "box prompt `x0,y0,x1,y1` in pixels")
 	fs.Var(&points, "point", "point prompt `x,y[,label]` (repeatable; label 1 = foreground, the default, 0 = background)")
-	fs.StringVar(&c.out, "o", "", "alpha matte PNG (default out/NAME_alpha.png; \"-\" writes standard output)")
+	fs.StringVar(&c.out, "o", "", "alpha matte PNG (default out/NAME_alpha.png; \"-\" writes standard output); with -all a directory (default out/NAME)")
 	fs.IntVar(&c.bits, "bits", 8, "alpha PNG depth: 8 or 16")
 	fs.StringVar(&c.cutout, "cutout", "", "also write the object on a transparent background (RGBA PNG)")
 	fs.BoolVar(&c.premul, "premultiplied", false, "write the cutout's colours premultiplied by its alpha")
@@ -142,13 +163,24 @@ func parseFlags(args []string, stdout io.Writer) (*config, error) {
 	fs.StringVar(&c.mamPath, "mam", "", "MAM checkpoint: .pth, .npz or a directory of .npy (default: MAM ViT-B in the cache, downloaded on first use)")
 	fs.StringVar(&c.samURL, "sam-url", defaultURL("MAM_SAM_URL", mam.SAMViTB), "where the SAM ViT-B checkpoint is downloaded from")
 	fs.StringVar(&c.mamURL, "mam-url", defaultURL("MAM_MAM_URL", mam.MAMViTB), "where the MAM ViT-B checkpoint is downloaded from")
-	fs.BoolVar(&c.download, "download", false, "download the ViT-B checkpoints into the cache and stop (unless -image is given)")
+	fs.BoolVar(&c.download, "download", false, "download the ViT-B checkpoints (with -text, GroundingDINO's too) into the cache and stop (unless -image is given)")
 	fs.StringVar(&c.preset, "preset", "", "force the SAM configuration: vit_b, vit_l, vit_h or tiny")
 	fs.BoolVar(&c.exif, "exif", true, "apply the JPEG EXIF orientation (-exif=false keeps the pixels as stored)")
 	fs.StringVar(&maxPixels, "max-pixels", "64M", "refuse images (and -composite backgrounds) larger than this many pixels, e.g. 64M, 120M, 2000000")
 	fs.StringVar(&pngFlag, "png", "fast", "PNG compression: fast, default, small or none")
 	fs.IntVar(&c.threads, "threads", 0, "threads to use (default: GOMAXPROCS, all cores)")
-	fs.StringVar(&c.dump, "dump", "", "write every stage as .npy into this directory")
+	fs.StringVar(&c.dump, "dump", "", "write every stage as .npy into this directory (with -text: the best box's matte)")
+	fs.StringVar(&c.text, "text", "", "text prompt, e.g. \"the dog\" or \"cat . dog .\": GroundingDINO's best box becomes the box prompt")
+	fs.StringVar(&c.gdinoPath, "gdino", "", "GroundingDINO checkpoint for -text: .pth or .npz (default: Swin-T OGC in the cache, downloaded on first use)")
+	fs.StringVar(&c.vocabPath, "vocab", "", "BERT vocab.txt for -text (default: bert-base-uncased's in the cache, downloaded on first use)")
+	fs.StringVar(&c.gdinoURL, "gdino-url", defaultURL("MAM_GDINO_URL", mam.GDINOSwinT), "where the GroundingDINO Swin-T checkpoint is downloaded from")
+	fs.StringVar(&c.vocabURL, "vocab-url", defaultURL("MAM_VOCAB_URL", mam.BERTVocab), "where BERT's vocab.txt is downloaded from")
+	fs.Float64Var(&thr[0], "box-threshold", 0.25, "-text keeps the boxes scoring above this (0 to 1)")
+	fs.Float64Var(&thr[1], "text-threshold", 0.25, "-text: the tokens above this make a box's phrase (0 to 1)")
+	fs.Float64Var(&thr[2], "nms", 0.5, "-text drops boxes overlapping a better one by more than this IoU (0 to 1)")
+	fs.StringVar(&c.jsonOut, "json", "", "with -text, also write the boxes found as JSON: {\"detections\": [{\"box\": [x0,y0,x1,y1], \"score\": s, \"phrase\": p}, ...]}, highest score first (\"-\": standard output)")
+	fs.BoolVar(&c.all, "all", false, "with -text, matte every box found: -o (and -cutout, -composite-out, -mask) name directories of alpha_<i>.png, ...")
+	fs.BoolVar(&c.semantic, "semantic", false, "with -text, write the union of every box's matte (the pixelwise maximum) as one matte")
 	usage := func() {
 		dir, err := mam.CacheDir()
 		if err != nil {
@@ -170,11 +202,16 @@ func parseFlags(args []string, stdout io.Writer) (*config, error) {
 	if fs.NArg() > 0 {
 		return nil, usagef("unexpected argument %q: flags come as -name value (see -h)", fs.Arg(0))
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if err := c.textFlags(set, thr, boxFlag); err != nil {
+		return nil, err
+	}
 	if c.image == "" {
 		if c.download {
 			return &c, nil
 		}
-		return nil, usagef("-image is required: matte -image photo.jpg -box x0,y0,x1,y1 (see -h)")
+		return nil, usagef("-image is required: matte -image photo.jpg -box x0,y0,x1,y1 (or -text \"the dog\"; see -h)")
 	}
 	var err error
 	if c.mode, err = mam.ParseMode(modeFlag); err != nil {
@@ -207,8 +244,9 @@ func parseFlags(args []string, stdout io.Writer) (*config, error) {
 		}
 		c.prompt.Box = &mam.Box{X0: v[0], Y0: v[1], X1: v[2], Y1: v[3]}
 	}
-	if len(c.prompt.Points) == 0 && c.prompt.Box == nil {
-		return nil, usagef("no prompt: give -box x0,y0,x1,y1 or -point x,y (see -h)")
+	c.prompt.Text = c.text
+	if len(c.prompt.Points) == 0 && c.prompt.Box == nil && c.text == "" {
+		return nil, usagef("no prompt: give -box x0,y0,x1,y1, -point x,y or -text \"the dog\" (see -h)")
 	}
 	if err := c.prompt.Validate(); err != nil {
 		return nil, err
@@ -227,6 +265,19 @@ func parseFlags(args []string, stdout io.Writer) (*config, error) {
 	}
 	if c.mamPath != "" {
 		if err := checkInput("-mam", c.mamPath, true); err != nil {
+			return nil, err
+		}
+	}
+	if c.gdinoPath != "" {
+		if err := checkInput("-gdino", c.gdinoPath, true); err != nil {
+			return nil, err
+		}
+	}
+	if c.vocabPath != "" {
+		if err := checkInput("-vocab", c.vocabPath, false); err != nil {
+			return nil, err
+		}
+		if err := checkCaption(c.vocabPath, c.text); err != nil {
 			return nil, err
 		}
 	}
@@ -283,10 +334,61 @@ func checkInput(flagName, path string, dirOK bool) error {
 	return nil
 }
 
+// textFlags checks the text prompt's flags: the others need -text, -text
+// needs a caption and excludes -box, -all excludes -semantic, and the
+// thresholds lie in [0, 1].
+func (c *config) textFlags(set map[string]bool, thr [3]float64, boxFlag string) error {
+	if !set["text"] {
+		for _, f := range []string{"gdino", "vocab", "box-threshold", "text-threshold", "nms", "json"} {
+			if set[f] {
+				return usagef("-%s is for text prompts: add -text \"the dog\" (see -h)", f)
+			}
+		}
+		if c.all {
+			return usagef("-all mattes every box a text prompt finds: add -text \"the dog\" (see -h)")
+		}
+		if c.semantic {
+			return usagef("-semantic merges the boxes a text prompt finds: add -text \"the dog\" (see -h)")
+		}
+		return nil
+	}
+	if strings.TrimSpace(c.text) == "" {
+		return usagef("-text is empty: give a caption such as -text \"the dog\"")
+	}
+	if boxFlag != "" {
+		return usagef("-text and -box: the text gives the box (-point x,y[,label] clicks may be added)")
+	}
+	if c.all && c.semantic {
+		return usagef("-all and -semantic: one matte per box, or their union, not both")
+	}
+	for i, name := range []string{"-box-threshold", "-text-threshold", "-nms"} {
+		if !(thr[i] >= 0 && thr[i] <= 1) {
+			return usagef("%s %v: want a value in [0, 1]", name, thr[i])
+		}
+	}
+	c.boxThr, c.textThr, c.nmsThr = float32(thr[0]), float32(thr[1]), float32(thr[2])
+	return nil
+}
+
+// checkCaption reads the vocabulary and tokenizes the caption as the
+// detector will, so that a file that is not BERT's vocab.txt, or a caption
+// with nothing to ground, fails before the model loads.
+func checkCaption(vocab, caption string) error {
+	tok, err := gdino.LoadVocab(vocab)
+	if err != nil {
+		return fmt.Errorf("-vocab: %w", err)
+	}
+	if _, err := tok.Prepare(caption, 256); err != nil {
+		return fmt.Errorf("-text: %w", err)
+	}
+	return nil
+}
+
 // outputs fills in the default output paths and checks that every output
 // can be written: its directory exists (the default out/ is created), no
 // two outputs share a path, none overwrites the input, at most one is
-// standard output.
+// standard output. With -all, -o, -cutout, -composite-out and -mask are
+// directories, created when the mattes are written.
 func (c *config) outputs() error {
 	name := "stdin"
 	if c.image != "-" {
@@ -294,11 +396,18 @@ func (c *config) outputs() error {
 	}
 	if c.out == "" {
 		c.out = filepath.Join("out", name+"_alpha.png")
+		if c.all {
+			c.out = filepath.Join("out", name)
+		}
 		c.outputsDir = "out"
 	}
 	if c.composite != "" && c.compOut == "" {
-		c.compOut = filepath.Join("out", name+"_composite.png")
-		c.outputsDir = "out"
+		if c.all {
+			c.compOut = c.out
+		} else {
+			c.compOut = filepath.Join("out", name+"_composite.png")
+			c.outputsDir = "out"
+		}
 	}
 	if c.composite == "" && c.compOut != "" {
 		return usagef("-composite-out without -composite")
@@ -317,8 +426,17 @@ func (c *config) outputs() error {
 			seen[abs] = "-image"
 		}
 	}
+	files := []struct{ flag, path string }{{"-o", c.out}, {"-cutout", c.cutout}, {"-composite-out", c.compOut}, {"-mask", c.mask}, {"-json", c.jsonOut}}
+	if c.all {
+		for _, o := range files[:4] {
+			if err := checkDir(o.flag, o.path); err != nil {
+				return err
+			}
+		}
+		files = files[4:]
+	}
 	stdout := ""
-	for _, o := range []struct{ flag, path string }{{"-o", c.out}, {"-cutout", c.cutout}, {"-composite-out", c.compOut}, {"-mask", c.mask}} {
+	for _, o := range files {
 		if o.path == "" {
 			continue
 		}
@@ -350,6 +468,31 @@ func (c *config) outputs() error {
 			}
 		}
 	}
+	return nil
+}
+
+// checkDir checks an output directory of -all: an existing directory that
+// takes new files, or one that can be created (its parent exists).
+func checkDir(flagName, path string) error {
+	if path == "" {
+		return nil
+	}
+	if path == "-" {
+		return usagef("%s -: with -all, %s names a directory (one file per box), not standard output", flagName, flagName)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return checkWritable(flagName, path)
+	}
+	if !fi.IsDir() {
+		return usagef("%s %s is a file: with -all, %s names a directory (one file per box)", flagName, path, flagName)
+	}
+	f, err := os.CreateTemp(path, ".matte-check-*")
+	if err != nil {
+		return usagef("%s %s: cannot write in it", flagName, path)
+	}
+	f.Close()
+	os.Remove(f.Name())
 	return nil
 }
 
