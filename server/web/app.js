@@ -66,7 +66,7 @@
     if (kind === 'error') state.lastError = msg;
   }
 
-  const secs = (ms) => (ms / 1000).toFixed(ms < 10000 ? 2 : 1) + ' s';
+  const secs = (ms) => ms < 1000 ? Math.round(ms) + ' ms' : (ms / 1000).toFixed(ms < 10000 ? 2 : 1) + ' s';
 
   async function loadInfo() {
     try {
