@@ -11,9 +11,9 @@ import (
 	"sync/atomic"
 )
 
-// WindowPad returns n rounded up to a multiple of the window size ws: the
+// windowPad returns n rounded up to a multiple of the window size ws: the
 // padded side window_partition works on.
-func WindowPad(n, ws int) int { return (n + ws - 1) / ws * ws }
+func windowPad(n, ws int) int { return (n + ws - 1) / ws * ws }
 
 // relPosTableRows resizes a position table (l, dim) to 2*size-1 rows, as
 // the reference's get_rel_pos does with F.interpolate(mode="linear",
@@ -277,7 +277,7 @@ func relPosGlobal(merged, qkv []float32, b, c, heads int, a *relPosAttn) {
 func relPosWindows(merged, qkv []float32, b, h, w, c, heads int, qkvB []float32, a *relPosAttn) {
 	ws := a.h // square windows: a.h == a.w
 	n, hd, c3 := a.n, a.hd, 3*c
-	nh, nw := WindowPad(h, ws)/ws, WindowPad(w, ws)/ws
+	nh, nw := windowPad(h, ws)/ws, windowPad(w, ws)/ws
 	nr := a.kern.nr
 	parallelTasks(b*nh*nw*heads, func(task int, sc *attnScratch) {
 		hh := task % heads

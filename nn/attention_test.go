@@ -173,7 +173,7 @@ func TestRelPosSDPA(t *testing.T) {
 			if ws == 0 {
 				want = naiveRelPosAttention(x, b, h, w, c, heads, qkvW, qkvB, projW, nil, relH, tc.lh, relW, tc.lw)
 			} else {
-				nh, nw := WindowPad(h, ws)/ws, WindowPad(w, ws)/ws
+				nh, nw := windowPad(h, ws)/ws, windowPad(w, ws)/ws
 				wins := naiveWindowPartition(x, b, h, w, c, ws)
 				wo := naiveRelPosAttention(wins, b*nh*nw, ws, ws, c, heads, qkvW, qkvB, projW, nil, relH, tc.lh, relW, tc.lw)
 				want = make([]float64, b*h*w*c)
@@ -280,7 +280,7 @@ func BenchmarkRelPosSDPA(b *testing.B) {
 // naiveWindowPartition is window_partition written as index arithmetic on
 // the padded image.
 func naiveWindowPartition(x []float32, b, h, w, c, ws int) []float32 {
-	hp, wp := WindowPad(h, ws), WindowPad(w, ws)
+	hp, wp := windowPad(h, ws), windowPad(w, ws)
 	nh, nw := hp/ws, wp/ws
 	out := make([]float32, b*nh*nw*ws*ws*c)
 	for bi := 0; bi < b; bi++ {

@@ -83,7 +83,7 @@ type SwinWindowWeights struct {
 func newSwinAttn(h, w, c, heads, ws, shift int, wt *SwinWindowWeights, packs []float32) *swinAttn {
 	a := &swinAttn{h: h, w: w, c: c, heads: heads, hd: c / heads, ws: ws, shift: shift, n: ws * ws,
 		eps: wt.Eps, normW: wt.NormW, normB: wt.NormB, qkvB: wt.QKVB, projB: wt.ProjB}
-	a.hp, a.wp = WindowPad(h, ws), WindowPad(w, ws)
+	a.hp, a.wp = windowPad(h, ws), windowPad(w, ws)
 	a.nh, a.nw = a.hp/ws, a.wp/ws
 	a.scale = float32(math.Pow(float64(a.hd), -0.5))
 	// The bias of head hh for (i, j), laid out as the scores are.

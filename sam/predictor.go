@@ -150,7 +150,7 @@ func (p *Predictor) Predict(ctx context.Context, in Prompt) (*Prediction, error)
 		return nil, fmt.Errorf("sam: predict: %w", ErrNoImage)
 	}
 	if err := in.ValidateFor(p.w, p.h); err != nil {
-		return nil, fmt.Errorf("sam: predict: %w", err)
+		return nil, err
 	}
 	m := p.model
 

@@ -65,18 +65,17 @@ type Prompt struct {
 // image (ValidateFor) and the mask against the model's size.
 func (p Prompt) Validate() error {
 	if len(p.Points) == 0 && p.Box == nil && p.Mask == nil {
-		return fmt.Errorf("sam: %w (%w)", ErrNoPrompt, ErrBadPrompt)
+		return fmt.Errorf("sam: prompt: %w (%w)", ErrNoPrompt, ErrBadPrompt)
 	}
-	if err := checkPoints(p.Points, false); err != nil {
-		return err
+	err := checkPoints(p.Points, false)
+	if err == nil {
+		err = checkBox(p.Box)
 	}
-	if err := checkBox(p.Box); err != nil {
-		return err
+	if err == nil && p.Mask != nil {
+		_, err = maskSide(p.Mask)
 	}
-	if p.Mask != nil {
-		if _, err := maskSide(p.Mask); err != nil {
-			return err
-		}
+	if err != nil {
+		return fmt.Errorf("sam: prompt: %w", err)
 	}
 	return nil
 }
@@ -91,16 +90,16 @@ func (p Prompt) ValidateFor(w, h int) error {
 		return err
 	}
 	if w <= 0 || h <= 0 {
-		return fmt.Errorf("sam: image is %dx%d: %w", w, h, ErrBadImage)
+		return fmt.Errorf("sam: prompt for an image of %dx%d: %w", w, h, ErrBadImage)
 	}
 	W, H := float64(w), float64(h)
 	for i, pt := range p.Points {
 		if pt.X < 0 || pt.Y < 0 || pt.X > W || pt.Y > H {
-			return fmt.Errorf("sam: point %d (%g, %g) is outside the %dx%d image: %w", i, pt.X, pt.Y, w, h, ErrBadPrompt)
+			return fmt.Errorf("sam: prompt: point %d (%g, %g) is outside the %dx%d image: %w", i, pt.X, pt.Y, w, h, ErrBadPrompt)
 		}
 	}
 	if b := p.Box; b != nil && (b.X1 < 0 || b.Y1 < 0 || b.X0 > W || b.Y0 > H) {
-		return fmt.Errorf("sam: box (%g, %g)-(%g, %g) is wholly outside the %dx%d image: %w", b.X0, b.Y0, b.X1, b.Y1, w, h, ErrBadPrompt)
+		return fmt.Errorf("sam: prompt: box (%g, %g)-(%g, %g) is wholly outside the %dx%d image: %w", b.X0, b.Y0, b.X1, b.Y1, w, h, ErrBadPrompt)
 	}
 	return nil
 }
@@ -110,10 +109,10 @@ func (p Prompt) ValidateFor(w, h int) error {
 func checkPoints(points []Point, padding bool) error {
 	for i, pt := range points {
 		if !finite(pt.X) || !finite(pt.Y) {
-			return fmt.Errorf("sam: point %d (%g, %g) is not finite: %w", i, pt.X, pt.Y, ErrBadPrompt)
+			return fmt.Errorf("point %d (%g, %g) is not finite: %w", i, pt.X, pt.Y, ErrBadPrompt)
 		}
 		if pt.Label != 0 && pt.Label != 1 && !(padding && pt.Label == -1) {
-			return fmt.Errorf("sam: point %d has label %d, want 1 (foreground) or 0 (background): %w", i, pt.Label, ErrBadPrompt)
+			return fmt.Errorf("point %d has label %d, want 1 (foreground) or 0 (background): %w", i, pt.Label, ErrBadPrompt)
 		}
 	}
 	return nil
@@ -125,10 +124,10 @@ func checkBox(b *Box) error {
 		return nil
 	}
 	if !finite(b.X0) || !finite(b.Y0) || !finite(b.X1) || !finite(b.Y1) {
-		return fmt.Errorf("sam: box %v is not finite: %w", *b, ErrBadPrompt)
+		return fmt.Errorf("box %v is not finite: %w", *b, ErrBadPrompt)
 	}
 	if b.X1 < b.X0 || b.Y1 < b.Y0 {
-		return fmt.Errorf("sam: box (%g, %g)-(%g, %g) is reversed: want x0 <= x1 and y0 <= y1: %w", b.X0, b.Y0, b.X1, b.Y1, ErrBadPrompt)
+		return fmt.Errorf("box (%g, %g)-(%g, %g) is reversed: want x0 <= x1 and y0 <= y1: %w", b.X0, b.Y0, b.X1, b.Y1, ErrBadPrompt)
 	}
 	return nil
 }
@@ -142,11 +141,11 @@ func maskSide(m *nn.Tensor) (int, error) {
 		ok = ok && d == 1
 	}
 	if !ok || len(m.Data) != sh[len(sh)-1]*sh[len(sh)-1] {
-		return 0, fmt.Errorf("sam: mask prompt has shape %v, want (1, 1, 4E, 4E) logits: %w", sh, ErrBadPrompt)
+		return 0, fmt.Errorf("mask prompt has shape %v, want (1, 1, 4E, 4E) logits: %w", sh, ErrBadPrompt)
 	}
 	for i, v := range m.Data {
 		if !finite(float64(v)) {
-			return 0, fmt.Errorf("sam: mask prompt value %d is %g: %w", i, v, ErrBadPrompt)
+			return 0, fmt.Errorf("mask prompt value %d is %g: %w", i, v, ErrBadPrompt)
 		}
 	}
 	return sh[len(sh)-1], nil

@@ -191,11 +191,15 @@ func Must[T any](v T, err error) func(testing.TB) T {
 }
 
 // Bench times fn (with allocations reported), failing the benchmark on its
-// first error. Setup before the call is not timed.
+// first error. Setup before the call is not timed. It loops over b.N, not
+// b.Loop, on purpose: the testing package then calls the benchmark once
+// with N = 1 before the measured run, so the measured iterations run warm
+// (graphs compiled, weights packed, buffers pooled), as they always have.
 func Bench(b *testing.B, fn func() error) {
 	b.Helper()
 	b.ReportAllocs()
-	for b.Loop() {
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
 		if err := fn(); err != nil {
 			b.Fatal(err)
 		}
