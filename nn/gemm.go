@@ -80,16 +80,10 @@ func (ep *gemmEpilogue) apply(c []float32, ldc, rows, cols, j0 int) {
 	for i := 0; i < rows; i++ {
 		row := c[i*ldc : i*ldc+cols]
 		if ep.bias != nil {
-			for j, b := range ep.bias[j0 : j0+cols] {
-				row[j] += b
-			}
+			addRows(row, row, ep.bias[j0:j0+cols])
 		}
 		if ep.relu {
-			for j, v := range row {
-				if v < 0 {
-					row[j] = 0
-				}
-			}
+			relu(row, row)
 		}
 	}
 }
