@@ -182,12 +182,8 @@ func (l encLinear) forwardReLU(g *nn.Graph, x *nn.Node) *nn.Node {
 	}
 	rows := xs[0]
 	return g.OpFull("LinearReLU", []int{rows, l.out}, func(out []float32, in [][]float32) error {
-		nn.LinearRows(out, in[0], rows, l.in, in[1], l.out, in[2])
-		const block = 1 << 14
-		nn.ParallelFor((len(out)+block-1)/block, func(lo, hi int) {
-			o := out[lo*block : min(hi*block, len(out))]
-			nn.ReLUSlice(o, o)
-		})
+		// the bias and the ReLU applied by the product's kernel
+		nn.GemmBias(false, true, rows, l.out, l.in, in[0], l.in, in[1], l.in, in[2], true, out, l.out)
 		return nil
 	}, x, l.w.node(g), l.b.node(g))
 }

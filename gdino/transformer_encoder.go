@@ -78,12 +78,9 @@ func ffnResidual(g *nn.Graph, x *nn.Node, linear1, linear2 encLinear) *nn.Node {
 			for b := lo; b < hi; b++ {
 				r0, r := b*ffnBlockRows, min(ffnBlockRows, rows-b*ffnBlockRows)
 				h, xb, ob := hid[:r*ffn], x[r0*d:(r0+r)*d], out[r0*d:(r0+r)*d]
-				// h (r, ffn) = relu(x W1^T + b1)
-				for i := 0; i < r; i++ {
-					copy(h[i*ffn:(i+1)*ffn], b1)
-				}
-				nn.GemmPacked(false, r, 1, xb, d, p1, 1, h, ffn)
-				nn.ReLUSlice(h, h)
+				// h (r, ffn) = relu(x W1^T + b1), the bias and the ReLU
+				// applied by the product's kernel
+				nn.GemmPackedBias(false, r, xb, d, p1, b1, true, h, ffn)
 				// out (r, d) = x + b2 + h W2^T
 				for i := 0; i < r; i++ {
 					o, xr := ob[i*d:(i+1)*d], xb[i*d:(i+1)*d]

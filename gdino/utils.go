@@ -40,7 +40,7 @@ func (l linear) forward(g *nn.Graph, x *nn.Node) *nn.Node {
 }
 
 // forwardReLU is relu(forward(x)) as one op: x (rows, in) -> (rows, out),
-// the ReLU applied in parallel blocks after the product.
+// the bias and the ReLU applied by the product's kernel.
 func (l linear) forwardReLU(g *nn.Graph, x *nn.Node) *nn.Node {
 	xs := nn.Shape(x)
 	if len(xs) != 2 || xs[1] != l.in {
@@ -48,8 +48,7 @@ func (l linear) forwardReLU(g *nn.Graph, x *nn.Node) *nn.Node {
 	}
 	rows := xs[0]
 	return g.OpFull("LinearReLU", []int{rows, l.out}, func(out []float32, in [][]float32) error {
-		nn.LinearRows(out, in[0], rows, l.in, in[1], l.out, in[2])
-		reluBlocks(out)
+		nn.GemmBias(false, true, rows, l.out, l.in, in[0], l.in, in[1], l.in, in[2], true, out, l.out)
 		return nil
 	}, x, l.weight(g), l.bias(g))
 }

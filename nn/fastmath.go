@@ -152,6 +152,15 @@ func addRowsGo(dst, a, b []float32) {
 	}
 }
 
+// reluGo sets dst[i] = max(src[i], 0) (NaN stays NaN); the builtin max
+// compiles without a branch, which random signs would mispredict.
+func reluGo(dst, src []float32) {
+	dst = dst[:len(src)]
+	for i, v := range src {
+		dst[i] = max(v, 0)
+	}
+}
+
 // scaleIntoGo sets dst[i] = src[i] * f.
 func scaleIntoGo(dst, src []float32, f float32) {
 	dst = dst[:len(src)]

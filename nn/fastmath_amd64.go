@@ -29,8 +29,20 @@ func relAddMaxAVX2(row, relh, relw []float32) float32
 //go:noescape
 func geluBiasAVX2(x, bias []float32)
 
+//go:noescape
+func addRowsAVX2(dst, a, b []float32)
+
+//go:noescape
+func scaleIntoAVX2(dst, src []float32, f float32)
+
+//go:noescape
+func layerNormAVX2(dst, x, w, b []float32, eps float32)
+
+//go:noescape
+func reluAVX2(dst, src []float32)
+
 // Instruction sets of the kernels in fastmath_amd64.s (AVX-512F) and
-// fastmath_avx2_amd64.s (AVX2+FMA: exp, the position terms and GELU).
+// fastmath_avx2_amd64.s (AVX2+FMA: all but tanhUnitRow).
 const (
 	isaGo = iota
 	isaAVX2
@@ -110,10 +122,16 @@ func geluBiasISA(isa int, x, bias []float32) {
 
 // addRows sets dst[i] = a[i] + b[i%len(b)] over the whole rows of a (b is
 // broadcast over rows of len(b)); b may be empty (a copy).
-func addRows(dst, a, b []float32) {
-	if fastMathISA == isaAVX512 && len(b) > 0 && len(a) > 0 {
-		_ = dst[len(a)-1]
-		addRowsAVX512(dst, a, b)
+func addRows(dst, a, b []float32) { addRowsISA(fastMathISA, dst, a, b) }
+
+func addRowsISA(isa int, dst, a, b []float32) {
+	if isa != isaGo && len(b) > 0 && len(a) >= len(b) {
+		_ = dst[len(a)/len(b)*len(b)-1]
+		if isa == isaAVX512 {
+			addRowsAVX512(dst, a, b)
+		} else {
+			addRowsAVX2(dst, a, b)
+		}
 		return
 	}
 	addRowsGo(dst, a, b)
@@ -135,10 +153,16 @@ func tanhUnitRowISA(isa int, dst, src []float32) {
 }
 
 // scaleInto sets dst[i] = src[i] * f.
-func scaleInto(dst, src []float32, f float32) {
-	if fastMathISA == isaAVX512 && len(src) > 0 {
+func scaleInto(dst, src []float32, f float32) { scaleIntoISA(fastMathISA, dst, src, f) }
+
+func scaleIntoISA(isa int, dst, src []float32, f float32) {
+	if isa != isaGo && len(src) > 0 {
 		_ = dst[len(src)-1]
-		scaleIntoAVX512(dst, src, f)
+		if isa == isaAVX512 {
+			scaleIntoAVX512(dst, src, f)
+		} else {
+			scaleIntoAVX2(dst, src, f)
+		}
 		return
 	}
 	scaleIntoGo(dst, src, f)
@@ -147,10 +171,30 @@ func scaleInto(dst, src []float32, f float32) {
 // layerNormRow normalises one row: dst = (x - mean) / sqrt(var + eps) * w
 // + b over the len(x) values (biased variance).
 func layerNormRow(dst, x, w, b []float32, eps float32) {
-	if fastMathISA == isaAVX512 && len(x) > 0 {
+	layerNormRowISA(fastMathISA, dst, x, w, b, eps)
+}
+
+func layerNormRowISA(isa int, dst, x, w, b []float32, eps float32) {
+	if isa != isaGo && len(x) > 0 {
 		_, _, _ = dst[len(x)-1], w[len(x)-1], b[len(x)-1]
-		layerNormAVX512(dst, x, w, b, eps)
+		if isa == isaAVX512 {
+			layerNormAVX512(dst, x, w, b, eps)
+		} else {
+			layerNormAVX2(dst, x, w, b, eps)
+		}
 		return
 	}
 	layerNormRowGo(dst, x, w, b, eps)
+}
+
+// relu sets dst[i] = max(src[i], 0); NaN stays NaN.
+func relu(dst, src []float32) { reluISA(fastMathISA, dst, src) }
+
+func reluISA(isa int, dst, src []float32) {
+	if isa != isaGo && len(src) > 0 {
+		_ = dst[len(src)-1]
+		reluAVX2(dst, src) // AVX2 is all the AVX-512 builds need here
+		return
+	}
+	reluGo(dst, src)
 }

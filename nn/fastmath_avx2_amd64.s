@@ -502,3 +502,265 @@ g8_tailnobias:
 g8_done:
 	VZEROUPPER
 	RET
+
+// func addRowsAVX2(dst, a, b []float32)
+// dst[i] = a[i] + b[i%len(b)] over whole rows of len(b) (b not empty).
+TEXT ·addRowsAVX2(SB), NOSPLIT, $0-72
+	MOVQ dst_base+0(FP), DI
+	MOVQ a_base+24(FP), SI
+	MOVQ a_len+32(FP), BX
+	MOVQ b_base+48(FP), R8
+	MOVQ b_len+56(FP), CX
+	MOVQ CX, R13  // row length
+	MOVQ CX, R9
+	SHRQ $3, R9   // full chunks per row
+	ANDQ $7, CX
+	MOVQ CX, R12
+	SHLQ $2, R12  // tail bytes
+	TESTQ CX, CX
+	JZ   a8_row
+	TAILMASK8(Y15)
+
+a8_row:
+	CMPQ BX, R13
+	JB   a8_done
+	MOVQ R9, R10
+	MOVQ R8, R11
+
+a8_chunk:
+	TESTQ   R10, R10
+	JZ      a8_tail
+	VMOVUPS (SI), Y0
+	VADDPS  (R11), Y0, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ    $32, SI
+	ADDQ    $32, DI
+	ADDQ    $32, R11
+	DECQ    R10
+	JMP     a8_chunk
+
+a8_tail:
+	TESTQ      R12, R12
+	JZ         a8_next
+	VMASKMOVPS (SI), Y15, Y0
+	VMASKMOVPS (R11), Y15, Y1
+	VADDPS     Y1, Y0, Y0
+	VMASKMOVPS Y0, Y15, (DI)
+	ADDQ       R12, SI
+	ADDQ       R12, DI
+
+a8_next:
+	SUBQ R13, BX
+	JMP  a8_row
+
+a8_done:
+	VZEROUPPER
+	RET
+
+// func scaleIntoAVX2(dst, src []float32, f float32)
+TEXT ·scaleIntoAVX2(SB), NOSPLIT, $0-52
+	MOVQ         dst_base+0(FP), DI
+	MOVQ         src_base+24(FP), SI
+	MOVQ         src_len+32(FP), CX
+	VBROADCASTSS f+48(FP), Y1
+
+s8_loop:
+	CMPQ    CX, $8
+	JB      s8_tail
+	VMULPS  (SI), Y1, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ    $32, SI
+	ADDQ    $32, DI
+	SUBQ    $8, CX
+	JMP     s8_loop
+
+s8_tail:
+	TESTQ      CX, CX
+	JZ         s8_done
+	TAILMASK8(Y15)
+	VMASKMOVPS (SI), Y15, Y0
+	VMULPS     Y0, Y1, Y0
+	VMASKMOVPS Y0, Y15, (DI)
+
+s8_done:
+	VZEROUPPER
+	RET
+
+// func reluAVX2(dst, src []float32)
+// dst[i] = max(0, src[i]) as `if v < 0 { v = 0 }`: NaN and -0 stay (VMAXPS
+// returns its second source operand, src, when either is NaN or both are
+// zeros).
+TEXT ·reluAVX2(SB), NOSPLIT, $0-48
+	MOVQ   dst_base+0(FP), DI
+	MOVQ   src_base+24(FP), SI
+	MOVQ   src_len+32(FP), CX
+	VXORPS Y2, Y2, Y2
+
+r8_loop32:
+	CMPQ    CX, $32
+	JB      r8_loop8
+	VMAXPS  (SI), Y2, Y0
+	VMAXPS  32(SI), Y2, Y1
+	VMAXPS  64(SI), Y2, Y3
+	VMAXPS  96(SI), Y2, Y4
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y3, 64(DI)
+	VMOVUPS Y4, 96(DI)
+	ADDQ    $128, SI
+	ADDQ    $128, DI
+	SUBQ    $32, CX
+	JMP     r8_loop32
+
+r8_loop8:
+	CMPQ    CX, $8
+	JB      r8_tail
+	VMAXPS  (SI), Y2, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ    $32, SI
+	ADDQ    $32, DI
+	SUBQ    $8, CX
+	JMP     r8_loop8
+
+r8_tail:
+	TESTQ      CX, CX
+	JZ         r8_done
+	TAILMASK8(Y15)
+	VMASKMOVPS (SI), Y15, Y0
+	VMAXPS     Y0, Y2, Y0
+	VMASKMOVPS Y0, Y15, (DI)
+
+r8_done:
+	VZEROUPPER
+	RET
+
+// func layerNormAVX2(dst, x, w, b []float32, eps float32)
+// One row: dst = (x - mean) / sqrt(var + eps) * w + b, len(x) > 0, as
+// layerNormAVX512 (float32 sums over eight lanes, two-pass variance).
+TEXT ·layerNormAVX2(SB), NOSPLIT, $0-100
+	MOVQ   dst_base+0(FP), DI
+	MOVQ   x_base+24(FP), SI
+	MOVQ   x_len+32(FP), R8
+	MOVQ   w_base+48(FP), R9
+	MOVQ   b_base+72(FP), R10
+	MOVQ   R8, CX
+	ANDQ   $7, CX
+	VXORPS Y14, Y14, Y14 // tail mask, all clear without a tail
+	TESTQ  CX, CX
+	JZ     l8_nomask
+	TAILMASK8(Y14)
+
+l8_nomask:
+	MOVQ R8, R11
+	SHRQ $3, R11 // full chunks
+
+	// mean
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	MOVQ   SI, AX
+	MOVQ   R11, BX
+
+l8_sum2:
+	CMPQ   BX, $2
+	JB     l8_sum1
+	VADDPS (AX), Y0, Y0
+	VADDPS 32(AX), Y1, Y1
+	ADDQ   $64, AX
+	SUBQ   $2, BX
+	JMP    l8_sum2
+
+l8_sum1:
+	TESTQ  BX, BX
+	JZ     l8_sumtail
+	VADDPS (AX), Y0, Y0
+	ADDQ   $32, AX
+
+l8_sumtail:
+	TESTQ      CX, CX
+	JZ         l8_sumdone
+	VMASKMOVPS (AX), Y14, Y2
+	VADDPS     Y2, Y1, Y1
+
+l8_sumdone:
+	VADDPS       Y1, Y0, Y0
+	HSUM8
+	VCVTSI2SSQ   R8, X3, X3 // d
+	VDIVSS       X3, X0, X0 // mean
+	VBROADCASTSS X0, Y4     // mean in every lane
+
+	// variance
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	MOVQ   SI, AX
+	MOVQ   R11, BX
+
+l8_var2:
+	CMPQ        BX, $2
+	JB          l8_var1
+	VSUBPS      (AX), Y4, Y2 // mean - x
+	VSUBPS      32(AX), Y4, Y5
+	VFMADD231PS Y2, Y2, Y0
+	VFMADD231PS Y5, Y5, Y1
+	ADDQ        $64, AX
+	SUBQ        $2, BX
+	JMP         l8_var2
+
+l8_var1:
+	TESTQ       BX, BX
+	JZ          l8_vartail
+	VSUBPS      (AX), Y4, Y2
+	VFMADD231PS Y2, Y2, Y0
+	ADDQ        $32, AX
+
+l8_vartail:
+	TESTQ       CX, CX
+	JZ          l8_vardone
+	VMASKMOVPS  (AX), Y14, Y2
+	VSUBPS      Y2, Y4, Y2
+	VANDPS      Y14, Y2, Y2 // tail lanes only
+	VFMADD231PS Y2, Y2, Y1
+
+l8_vardone:
+	VADDPS       Y1, Y0, Y0
+	HSUM8
+	VDIVSS       X3, X0, X0 // var
+	VADDSS       eps+96(FP), X0, X0
+	VSQRTSS      X0, X0, X0
+	MOVL         $0x3f800000, AX
+	VMOVD        AX, X5
+	VDIVSS       X0, X5, X0 // 1/sqrt(var+eps)
+	VBROADCASTSS X0, Y5
+
+	// normalise
+	MOVQ R11, BX
+
+l8_out:
+	TESTQ       BX, BX
+	JZ          l8_outtail
+	VMOVUPS     (SI), Y2
+	VSUBPS      Y4, Y2, Y2
+	VMULPS      Y5, Y2, Y2
+	VMOVUPS     (R10), Y3
+	VFMADD231PS (R9), Y2, Y3
+	VMOVUPS     Y3, (DI)
+	ADDQ        $32, SI
+	ADDQ        $32, DI
+	ADDQ        $32, R9
+	ADDQ        $32, R10
+	DECQ        BX
+	JMP         l8_out
+
+l8_outtail:
+	TESTQ       CX, CX
+	JZ          l8_done
+	VMASKMOVPS  (SI), Y14, Y2
+	VSUBPS      Y4, Y2, Y2
+	VMULPS      Y5, Y2, Y2
+	VMASKMOVPS  (R10), Y14, Y3
+	VMASKMOVPS  (R9), Y14, Y6
+	VFMADD231PS Y6, Y2, Y3
+	VMASKMOVPS  Y3, Y14, (DI)
+
+l8_done:
+	VZEROUPPER
+	RET

@@ -29,12 +29,23 @@ func geluBiasISA(_ int, x, bias []float32) { geluBiasGo(x, bias) }
 // broadcast over rows of len(b)); b may be empty (a copy).
 func addRows(dst, a, b []float32) { addRowsGo(dst, a, b) }
 
+func addRowsISA(_ int, dst, a, b []float32) { addRowsGo(dst, a, b) }
+
 // scaleInto sets dst[i] = src[i] * f.
 func scaleInto(dst, src []float32, f float32) { scaleIntoGo(dst, src, f) }
+
+func scaleIntoISA(_ int, dst, src []float32, f float32) { scaleIntoGo(dst, src, f) }
 
 // layerNormRow normalises one row: dst = (x - mean) / sqrt(var + eps) * w
 // + b over the len(x) values (biased variance).
 func layerNormRow(dst, x, w, b []float32, eps float32) { layerNormRowGo(dst, x, w, b, eps) }
+
+func layerNormRowISA(_ int, dst, x, w, b []float32, eps float32) { layerNormRowGo(dst, x, w, b, eps) }
+
+// relu sets dst[i] = max(src[i], 0); NaN stays NaN.
+func relu(dst, src []float32) { reluGo(dst, src) }
+
+func reluISA(_ int, dst, src []float32) { reluGo(dst, src) }
 
 // tanhUnitRow sets dst = (tanh(src) + 1) / 2.
 func tanhUnitRow(dst, src []float32) { tanhUnitRowGo(dst, src) }

@@ -129,14 +129,55 @@ func TestRelAddMax(t *testing.T) {
 
 func TestAddRows(t *testing.T) {
 	rng := rand.New(rand.NewSource(8))
-	for _, rc := range [][2]int{{3, 768}, {5, 7}, {1, 16}, {4, 33}, {0, 8}, {2, 0}} {
-		rows, cols := rc[0], rc[1]
-		a, b := attnRand(rng, rows*cols, 1), attnRand(rng, cols, 1)
-		dst := make([]float32, len(a))
-		addRows(dst, a, b)
-		for i := range dst {
-			if want := a[i] + b[i%cols]; dst[i] != want {
-				t.Fatalf("%dx%d: [%d] = %v, want %v", rows, cols, i, dst[i], want)
+	for _, isa := range fastMathISAs() {
+		for _, rc := range [][2]int{{3, 768}, {5, 7}, {1, 16}, {4, 33}, {3, 9}, {0, 8}, {2, 0}} {
+			rows, cols := rc[0], rc[1]
+			a, b := attnRand(rng, rows*cols, 1), attnRand(rng, cols, 1)
+			dst := make([]float32, len(a)+1)
+			dst[len(a)] = 42 // must stay
+			addRowsISA(isa, dst[:len(a)], a, b)
+			for i := range a {
+				if want := a[i] + b[i%cols]; dst[i] != want {
+					t.Fatalf("%s %dx%d: [%d] = %v, want %v", isaName(isa), rows, cols, i, dst[i], want)
+				}
+			}
+			if dst[len(a)] != 42 {
+				t.Fatalf("%s %dx%d: wrote past the end", isaName(isa), rows, cols)
+			}
+		}
+	}
+}
+
+func TestReLU(t *testing.T) {
+	rng := rand.New(rand.NewSource(11))
+	nan := float32(math.NaN())
+	for _, isa := range fastMathISAs() {
+		for _, n := range []int{0, 1, 7, 8, 9, 31, 32, 33, 70} {
+			src := attnRand(rng, n, 3)
+			if n > 3 {
+				src[0], src[1], src[2] = nan, float32(math.Inf(-1)), float32(math.Inf(1))
+			}
+			dst := make([]float32, n+1)
+			dst[n] = 42
+			reluISA(isa, dst[:n], src)
+			for i, v := range src {
+				want := v
+				if v < 0 {
+					want = 0
+				}
+				if dst[i] != want && !(want != want && dst[i] != dst[i]) {
+					t.Fatalf("%s n=%d: [%d] = %v, want %v", isaName(isa), n, i, dst[i], want)
+				}
+			}
+			if dst[n] != 42 {
+				t.Fatalf("%s n=%d: wrote past the end", isaName(isa), n)
+			}
+			// In place.
+			reluISA(isa, src, src)
+			for i, v := range src {
+				if v != dst[i] && !(v != v && dst[i] != dst[i]) {
+					t.Fatalf("%s n=%d in place: [%d] = %v, want %v", isaName(isa), n, i, v, dst[i])
+				}
 			}
 		}
 	}
@@ -144,7 +185,7 @@ func TestAddRows(t *testing.T) {
 
 func TestLayerNormRow(t *testing.T) {
 	rng := rand.New(rand.NewSource(9))
-	for _, d := range []int{1, 7, 16, 33, 768} {
+	for _, d := range []int{1, 7, 8, 9, 16, 24, 33, 256, 768} {
 		// An offset mean checks the two-pass variance.
 		x := attnRand(rng, d, 2)
 		for i := range x {
@@ -160,10 +201,17 @@ func TestLayerNormRow(t *testing.T) {
 			vs += (float64(v) - mean) * (float64(v) - mean)
 		}
 		inv := 1 / math.Sqrt(vs/float64(d)+1e-6)
-		for _, im := range []struct {
+		ims := []struct {
 			name string
 			fn   func(dst, x, w, b []float32, eps float32)
-		}{{"go", layerNormRowGo}, {"dispatch", layerNormRow}} {
+		}{{"go", layerNormRowGo}, {"dispatch", layerNormRow}}
+		for _, isa := range fastMathISAs() {
+			ims = append(ims, struct {
+				name string
+				fn   func(dst, x, w, b []float32, eps float32)
+			}{isaName(isa), func(dst, x, w, b []float32, eps float32) { layerNormRowISA(isa, dst, x, w, b, eps) }})
+		}
+		for _, im := range ims {
 			got := make([]float32, d+1)
 			got[d] = 42 // must stay
 			im.fn(got[:d], x, w, b, 1e-6)
@@ -182,18 +230,20 @@ func TestLayerNormRow(t *testing.T) {
 
 func TestScaleInto(t *testing.T) {
 	rng := rand.New(rand.NewSource(10))
-	for _, n := range []int{0, 1, 15, 16, 64, 70} {
-		src := attnRand(rng, n, 3)
-		dst := make([]float32, n+1)
-		dst[n] = 42
-		scaleInto(dst[:n], src, 0.37)
-		for i, v := range src {
-			if dst[i] != v*0.37 {
-				t.Fatalf("n=%d: [%d] = %v, want %v", n, i, dst[i], v*0.37)
+	for _, isa := range fastMathISAs() {
+		for _, n := range []int{0, 1, 7, 8, 15, 16, 64, 70} {
+			src := attnRand(rng, n, 3)
+			dst := make([]float32, n+1)
+			dst[n] = 42
+			scaleIntoISA(isa, dst[:n], src, 0.37)
+			for i, v := range src {
+				if dst[i] != v*0.37 {
+					t.Fatalf("%s n=%d: [%d] = %v, want %v", isaName(isa), n, i, dst[i], v*0.37)
+				}
 			}
-		}
-		if dst[n] != 42 {
-			t.Fatalf("n=%d: wrote past the end", n)
+			if dst[n] != 42 {
+				t.Fatalf("%s n=%d: wrote past the end", isaName(isa), n)
+			}
 		}
 	}
 }

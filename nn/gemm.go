@@ -32,6 +32,23 @@ func Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int,
 	gemmWith(gemmDefault, runtime.GOMAXPROCS(0), transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
+// GemmBias is Gemm with alpha 1 and beta 0 followed by a bias and an
+// optional ReLU: C = op(A)*op(B) + bias (bias of n values, added to every
+// row; nil: none), then C = max(C, 0) when relu (NaN stays NaN). Both are
+// applied to each tile of C as it leaves the kernel, while it is in
+// cache, instead of in passes over C.
+func GemmBias(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, bias []float32, relu bool, c []float32, ldc int) {
+	if bias != nil && len(bias) < n {
+		panic(fmt.Sprintf("nn: GemmBias: %d bias values for %d columns", len(bias), n))
+	}
+	ep := &gemmEpilogue{bias: bias, relu: relu}
+	if gemmOffload(transA, transB, m, n, k, 1, a, lda, b, ldb, 0, c, ldc) {
+		ep.apply(c, ldc, m, n, 0)
+		return
+	}
+	gemmEp(gemmDefault, runtime.GOMAXPROCS(0), nil, ep, transA, transB, m, n, k, 1, a, lda, b, ldb, 0, c, ldc)
+}
+
 // gemmKernel is a register-blocked micro-kernel with its cache blocking.
 // fn computes the full mr x nr tile c[i*ldc+j] = alpha*sum_p a[p*mr+i] *
 // b[p*nr+j] + beta*c[i*ldc+j] from kc packed steps; it must not read c when
@@ -43,6 +60,32 @@ type gemmKernel struct {
 	mc     int // most rows of a packed A block (kept in L2)
 	nc     int // most columns of a packed B block (kept in L3), multiple of nr
 	fn     func(kc int, a, b, c []float32, ldc int, alpha, beta float32)
+	// fnEp, when not nil, is fn followed by the epilogue of gemmEpilogue
+	// on the tile: bias[j] added on every row (bias nil: none), then the
+	// ReLU when relu is not 0.
+	fnEp func(kc int, a, b, c []float32, ldc int, alpha, beta float32, bias *float32, relu int)
+}
+
+// gemmEpilogue is what a product applies to C after its last depth block,
+// tile by tile while the tile is in cache: C[i][j] += bias[j] (bias nil:
+// none), then C = max(C, 0) when relu.
+type gemmEpilogue struct {
+	bias []float32 // at least n values, or nil
+	relu bool
+}
+
+// apply runs the epilogue over rows x cols of c (row stride ldc) at column
+// j0 of the product.
+func (ep *gemmEpilogue) apply(c []float32, ldc, rows, cols, j0 int) {
+	for i := 0; i < rows; i++ {
+		row := c[i*ldc : i*ldc+cols]
+		if ep.bias != nil {
+			addRows(row, row, ep.bias[j0:j0+cols])
+		}
+		if ep.relu {
+			relu(row, row)
+		}
+	}
 }
 
 // gemmParallelMin is the multiply-add count below which Gemm stays on the
@@ -82,8 +125,10 @@ type gemmCall struct {
 	packChunk      int     // B micro-panels per packing unit
 	bp             []float32
 	bpMem          []float32
-	pre            *PackedB // B packed beforehand, or nil
-	preBlock       int      // index of the current block in pre
+	pre            *PackedB      // B packed beforehand, or nil
+	preBlock       int           // index of the current block in pre
+	ep             *gemmEpilogue // applied on the last depth block, or nil
+	epv            gemmEpilogue  // what ep points to
 
 	// Parallel phase: units are taken from next until units is reached.
 	phase, units int
@@ -129,6 +174,12 @@ func gemmWith(kern *gemmKernel, threads int, transA, transB bool, m, n, k int, a
 // gemmPre is gemmWith taking B's packed blocks from pre when it is not nil
 // (packed for kern, n, k).
 func gemmPre(kern *gemmKernel, threads int, pre *PackedB, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	gemmEp(kern, threads, pre, nil, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// gemmEp is gemmPre with the epilogue ep (nil: none) applied to C after
+// the product (len(ep.bias) >= n is the caller's to check).
+func gemmEp(kern *gemmKernel, threads int, pre *PackedB, ep *gemmEpilogue, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	if m < 0 || n < 0 || k < 0 {
 		panic(fmt.Sprintf("nn: Gemm: negative size m=%d n=%d k=%d", m, n, k))
 	}
@@ -138,6 +189,9 @@ func gemmPre(kern *gemmKernel, threads int, pre *PackedB, transA, transB bool, m
 	}
 	if k == 0 || alpha == 0 {
 		scaleRows(c, m, n, ldc, beta)
+		if ep != nil {
+			ep.apply(c, ldc, m, n, 0)
+		}
 		return
 	}
 	if int64(m)*int64(n)*int64(k) < gemmParallelMin {
@@ -157,8 +211,13 @@ func gemmPre(kern *gemmKernel, threads int, pre *PackedB, transA, transB bool, m
 	g.a, g.b, g.c = a, b, c
 	g.lda, g.ldb, g.ldc = lda, ldb, ldc
 	g.pre = pre
+	g.ep = nil
+	if ep != nil {
+		g.epv = *ep
+		g.ep = &g.epv
+	}
 	g.run(threads)
-	g.a, g.b, g.c, g.pre = nil, nil, nil, nil
+	g.a, g.b, g.c, g.pre, g.ep, g.epv = nil, nil, nil, nil, nil, gemmEpilogue{}
 	g.bp = nil
 	gemmCallPool.Put(g)
 }
@@ -527,16 +586,38 @@ func (g *gemmCall) computeUnit(u int, s *gemmScratch) {
 	}
 	g.packA(s.ap, i0, rows)
 	c, ldc := g.c, g.ldc
+	var ep *gemmEpilogue
+	if g.pc+kc == g.k {
+		ep = g.ep // the last depth block
+	}
 	for jp := p0; jp < p1; jp++ {
 		j := g.jc + jp*nr
 		cols := min(nr, g.n-j)
 		bpan := g.bp[jp*kc*nr : (jp+1)*kc*nr]
+		var bias *float32
+		relu := 0
+		if ep != nil {
+			if ep.bias != nil && cols == nr {
+				bias = &ep.bias[j]
+			}
+			if ep.relu {
+				relu = 1
+			}
+		}
 		for ip := 0; ip*mr < rows; ip++ {
 			i := i0 + ip*mr
 			rs := min(mr, g.m-i)
 			apan := s.ap[ip*kc*mr : (ip+1)*kc*mr]
 			if rs == mr && cols == nr {
-				kern.fn(kc, apan, bpan, c[i*ldc+j:], ldc, g.alpha, g.betaEff)
+				switch {
+				case ep == nil:
+					kern.fn(kc, apan, bpan, c[i*ldc+j:], ldc, g.alpha, g.betaEff)
+				case kern.fnEp != nil:
+					kern.fnEp(kc, apan, bpan, c[i*ldc+j:], ldc, g.alpha, g.betaEff, bias, relu)
+				default:
+					kern.fn(kc, apan, bpan, c[i*ldc+j:], ldc, g.alpha, g.betaEff)
+					ep.apply(c[i*ldc+j:], ldc, mr, nr, j)
+				}
 				continue
 			}
 			// Edge tile: compute it whole into the scratch tile, then
@@ -547,11 +628,14 @@ func (g *gemmCall) computeUnit(u int, s *gemmScratch) {
 				src := s.tile[ii*nr : ii*nr+cols]
 				if g.betaEff == 0 {
 					copy(dst, src)
-					continue
+				} else {
+					for jj, v := range src {
+						dst[jj] = v + g.betaEff*dst[jj]
+					}
 				}
-				for jj, v := range src {
-					dst[jj] = v + g.betaEff*dst[jj]
-				}
+			}
+			if ep != nil {
+				ep.apply(c[i*ldc+j:], ldc, rs, cols, j)
 			}
 		}
 	}

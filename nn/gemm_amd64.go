@@ -27,13 +27,16 @@ func packT8(dst, src []float32, offs *[8]int, kc4, stride int) {
 func gemmKernel6x16AVX2(kc int, a, b, c []float32, ldc int, alpha, beta float32)
 
 //go:noescape
+func gemmKernel6x16AVX2Ep(kc int, a, b, c []float32, ldc int, alpha, beta float32, bias *float32, relu int)
+
+//go:noescape
 func gemmKernel14x32AVX512(kc int, a, b, c []float32, ldc int, alpha, beta float32)
 
 // gemmAVX2 is the 6x16 AVX2+FMA micro-kernel (12 ymm accumulators).
 var gemmAVX2 = &gemmKernel{
 	name: "avx2-6x16", mr: 6, nr: 16,
 	kc: 512, mc: 144, nc: 3072,
-	fn: gemmKernel6x16AVX2,
+	fn: gemmKernel6x16AVX2, fnEp: gemmKernel6x16AVX2Ep,
 }
 
 // gemmAVX512 is the 14x32 AVX-512F micro-kernel (28 zmm accumulators).

@@ -28,6 +28,7 @@ type kernel struct {
 	isa  string // "avx2" (ymm, 16 registers) or "avx512" (zmm, 32 registers)
 	mr   int    // rows of the tile (broadcast A values)
 	nv   int    // vectors per row; NR = nv * lanes
+	ep   bool   // takes an epilogue: C = relu?(alpha*A*B + beta*C + bias)
 }
 
 func (k kernel) lanes() int {
@@ -46,6 +47,7 @@ func (k kernel) reg(i int) string {
 
 var kernels = []kernel{
 	{name: "gemmKernel6x16AVX2", isa: "avx2", mr: 6, nv: 2},
+	{name: "gemmKernel6x16AVX2Ep", isa: "avx2", mr: 6, nv: 2, ep: true},
 	{name: "gemmKernel14x32AVX512", isa: "avx512", mr: 14, nv: 2},
 }
 
@@ -170,9 +172,16 @@ func gen(w *bytes.Buffer, k kernel) {
 	acc := func(i, v int) string { return k.reg(i*k.nv + v) }
 	p := func(format string, args ...any) { fmt.Fprintf(w, "\t"+format+"\n", args...) }
 
-	fmt.Fprintf(w, "// func %s(kc int, a, b, c []float32, ldc int, alpha, beta float32)\n", k.name)
-	fmt.Fprintf(w, "// %dx%d tile, %s: C = alpha*A*B + beta*C over kc packed steps.\n", k.mr, nr, strings.ToUpper(k.isa))
-	fmt.Fprintf(w, "TEXT ·%s(SB), NOSPLIT, $0-96\n", k.name)
+	if k.ep {
+		fmt.Fprintf(w, "// func %s(kc int, a, b, c []float32, ldc int, alpha, beta float32, bias *float32, relu int)\n", k.name)
+		fmt.Fprintf(w, "// %dx%d tile, %s: C = alpha*A*B + beta*C over kc packed steps, plus\n", k.mr, nr, strings.ToUpper(k.isa))
+		fmt.Fprintf(w, "// bias[j] on every row unless bias is nil, then max(C, 0) if relu is not 0.\n")
+		fmt.Fprintf(w, "TEXT ·%s(SB), NOSPLIT, $0-112\n", k.name)
+	} else {
+		fmt.Fprintf(w, "// func %s(kc int, a, b, c []float32, ldc int, alpha, beta float32)\n", k.name)
+		fmt.Fprintf(w, "// %dx%d tile, %s: C = alpha*A*B + beta*C over kc packed steps.\n", k.mr, nr, strings.ToUpper(k.isa))
+		fmt.Fprintf(w, "TEXT ·%s(SB), NOSPLIT, $0-96\n", k.name)
+	}
 	p("MOVQ kc+0(FP), CX")
 	p("MOVQ a_base+8(FP), SI")
 	p("MOVQ b_base+32(FP), DI")
@@ -228,6 +237,11 @@ func gen(w *bytes.Buffer, k kernel) {
 	for i := 0; i < nacc; i++ {
 		p("VMULPS %s, %s, %s", t0, k.reg(i), k.reg(i))
 	}
+	if k.ep {
+		genEpilogue(w, k)
+		w.WriteString("\n")
+		return
+	}
 	p("MOVL beta+92(FP), AX")
 	p("SHLL $1, AX")
 	p("JZ %s_store", k.name)
@@ -255,6 +269,68 @@ func gen(w *bytes.Buffer, k kernel) {
 	p("VZEROUPPER")
 	p("RET")
 	w.WriteString("\n")
+}
+
+// genEpilogue ends an epilogue kernel after the alpha scaling: it adds
+// beta*C (unless beta is +-0), then the bias row (unless nil), applies the
+// ReLU (if asked) and stores the tile. The bias row and the zero take the
+// registers the loop used for B and A.
+func genEpilogue(w *bytes.Buffer, k kernel) {
+	vb := k.lanes() * 4
+	nacc := k.mr * k.nv
+	acc := func(i, v int) string { return k.reg(i*k.nv + v) }
+	tmp := func(i int) string { return k.reg(nacc + i) }
+	p := func(format string, args ...any) { fmt.Fprintf(w, "\t"+format+"\n", args...) }
+	if nacc+k.nv+1 > map[string]int{"avx2": 16, "avx512": 32}[k.isa] {
+		log.Fatalf("%s: too many registers for the epilogue", k.name)
+	}
+	p("MOVL beta+92(FP), AX")
+	p("SHLL $1, AX")
+	p("JZ %s_bias", k.name)
+	p("VBROADCASTSS beta+92(FP), %s", tmp(0))
+	p("MOVQ DI, SI")
+	for i := 0; i < k.mr; i++ {
+		for v := 0; v < k.nv; v++ {
+			p("VFMADD231PS %d(SI), %s, %s", v*vb, tmp(0), acc(i, v))
+		}
+		if i < k.mr-1 {
+			p("ADDQ BX, SI")
+		}
+	}
+	fmt.Fprintf(w, "%s_bias:\n", k.name)
+	p("MOVQ bias+96(FP), AX")
+	p("TESTQ AX, AX")
+	p("JZ %s_relu", k.name)
+	for v := 0; v < k.nv; v++ {
+		p("VMOVUPS %d(AX), %s", v*vb, tmp(v))
+	}
+	for i := 0; i < k.mr; i++ {
+		for v := 0; v < k.nv; v++ {
+			p("VADDPS %s, %s, %s", tmp(v), acc(i, v), acc(i, v))
+		}
+	}
+	fmt.Fprintf(w, "%s_relu:\n", k.name)
+	p("MOVQ relu+104(FP), AX")
+	p("TESTQ AX, AX")
+	p("JZ %s_store", k.name)
+	// VMAXPS returns its second source (the accumulator) when either is
+	// NaN or both are zeros: NaN and -0 stay, as with `if v < 0 { v = 0 }`.
+	z := tmp(k.nv)
+	p("VXORPS %s, %s, %s", z, z, z)
+	for i := 0; i < nacc; i++ {
+		p("VMAXPS %s, %s, %s", k.reg(i), z, k.reg(i))
+	}
+	fmt.Fprintf(w, "%s_store:\n", k.name)
+	for i := 0; i < k.mr; i++ {
+		for v := 0; v < k.nv; v++ {
+			p("VMOVUPS %s, %d(DI)", acc(i, v), v*vb)
+		}
+		if i < k.mr-1 {
+			p("ADDQ BX, DI")
+		}
+	}
+	p("VZEROUPPER")
+	p("RET")
 }
 
 func log2(n int) int {

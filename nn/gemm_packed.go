@@ -1,6 +1,7 @@
 package nn
 
 import (
+	"fmt"
 	"runtime"
 	"sync"
 )
@@ -119,6 +120,23 @@ func GemmPacked(transA bool, m int, alpha float32, a []float32, lda int, pb *Pac
 		return
 	}
 	gemmPre(pb.kern, runtime.GOMAXPROCS(0), pb, transA, pb.transB, m, pb.n, pb.k, alpha, a, lda, pb.b, pb.ldb, beta, c, ldc)
+}
+
+// GemmPackedBias is GemmPacked with beta 0 and alpha 1 followed by a bias
+// and an optional ReLU: C = op(A)*op(B) + bias (bias of n values, added to
+// every row; nil: none), then C = max(C, 0) when relu. Both are applied to
+// each tile of C as it leaves the kernel, while it is in cache, instead of
+// in passes over C.
+func GemmPackedBias(transA bool, m int, a []float32, lda int, pb *PackedB, bias []float32, relu bool, c []float32, ldc int) {
+	if bias != nil && len(bias) < pb.n {
+		panic(fmt.Sprintf("nn: GemmPackedBias: %d bias values for %d columns", len(bias), pb.n))
+	}
+	ep := &gemmEpilogue{bias: bias, relu: relu}
+	if pb.b != nil && gemmOffload(transA, pb.transB, m, pb.n, pb.k, 1, a, lda, pb.b, pb.ldb, 0, c, ldc) {
+		ep.apply(c, ldc, m, pb.n, 0)
+		return
+	}
+	gemmEp(pb.kern, runtime.GOMAXPROCS(0), pb, ep, transA, pb.transB, m, pb.n, pb.k, 1, a, lda, pb.b, pb.ldb, 0, c, ldc)
 }
 
 // PackCache keeps the packing of one weight between runs of a graph op,

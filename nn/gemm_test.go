@@ -2,10 +2,12 @@ package nn
 
 import (
 	"fmt"
-	"github.com/mam-go/mam-go/internal/gemmtest"
+	"math"
 	"math/rand"
 	"runtime"
 	"testing"
+
+	"github.com/mam-go/mam-go/internal/gemmtest"
 )
 
 // randFloats returns n values uniform in [-1, 1).
@@ -41,19 +43,43 @@ func gemmCases() []gemmtest.Case {
 // the float64 reference and that C's padding is untouched.
 func runGemmCase(t *testing.T, rng *rand.Rand, kern *gemmKernel, threads int, tc gemmtest.Case) {
 	t.Helper()
-	runGemmCasePacked(t, rng, kern, threads, tc, false)
+	runGemmCasePacked(t, rng, kern, threads, tc, false, nil)
 }
 
 // runGemmCasePacked is runGemmCase, with B packed beforehand (PackB) when
-// packed is set.
-func runGemmCasePacked(t *testing.T, rng *rand.Rand, kern *gemmKernel, threads int, tc gemmtest.Case, packed bool) {
+// packed is set and the epilogue ep applied when it is not nil (its bias,
+// if any, is drawn here).
+func runGemmCasePacked(t *testing.T, rng *rand.Rand, kern *gemmKernel, threads int, tc gemmtest.Case, packed bool, ep *gemmEpilogue) {
 	t.Helper()
 	a, lda, b, ldb, c, ldc := tc.Operands(rng)
 	want, scale := gemmtest.Ref(tc, a, lda, b, ldb, c, ldc)
-	if packed {
+	if ep != nil {
+		if ep.bias != nil {
+			ep.bias = randFloats(rng, tc.N+1)
+		}
+		for i, w := range want {
+			if ep.bias != nil {
+				b := float64(ep.bias[i%max(tc.N, 1)])
+				w += b
+				scale[i] += math.Abs(b)
+			}
+			if ep.relu && w < 0 {
+				w = 0
+			}
+			want[i] = w
+		}
+	}
+	switch {
+	case ep != nil:
+		var pb *PackedB
+		if packed {
+			pb = packBFor(kern, tc.TransB, tc.K, tc.N, b, ldb)
+		}
+		gemmEp(kern, threads, pb, ep, tc.TransA, tc.TransB, tc.M, tc.N, tc.K, tc.Alpha, a, lda, b, ldb, tc.Beta, c, ldc)
+	case packed:
 		pb := packBFor(kern, tc.TransB, tc.K, tc.N, b, ldb)
 		gemmPre(kern, threads, pb, tc.TransA, tc.TransB, tc.M, tc.N, tc.K, tc.Alpha, a, lda, b, ldb, tc.Beta, c, ldc)
-	} else {
+	default:
 		gemmWith(kern, threads, tc.TransA, tc.TransB, tc.M, tc.N, tc.K, tc.Alpha, a, lda, b, ldb, tc.Beta, c, ldc)
 	}
 	if _, err := gemmtest.Check(tc, c, ldc, want, scale, 2e-6*float64(max(tc.K, 1))); err != nil {
@@ -84,7 +110,7 @@ func TestGemmPacked(t *testing.T) {
 		for _, kern := range []*gemmKernel{base, &small} {
 			for _, tc := range gemmCases() {
 				t.Run(fmt.Sprintf("%s/kc%d/%v", kern.name, kern.kc, tc), func(t *testing.T) {
-					runGemmCasePacked(t, rng, kern, 2, tc, true)
+					runGemmCasePacked(t, rng, kern, 2, tc, true, nil)
 				})
 			}
 		}
@@ -127,6 +153,66 @@ func TestGemmPacked(t *testing.T) {
 		if got[i] != want[i] {
 			t.Fatalf("GemmPacked C[%d] = %g, Gemm %g", i, got[i], want[i])
 		}
+	}
+}
+
+// TestGemmEpilogue runs every case with a bias and/or a ReLU applied by
+// the kernels' epilogue, on the default blocking and on small blocks (the
+// epilogue only after the last K block), packed and not.
+func TestGemmEpilogue(t *testing.T) {
+	rng := rand.New(rand.NewSource(12))
+	for _, base := range gemmKernels {
+		small := *base
+		small.kc, small.mc, small.nc = 7, 3*small.mr, 2*small.nr
+		for _, kern := range []*gemmKernel{base, &small} {
+			for i, tc := range gemmCases() {
+				ep := gemmEpilogue{relu: i%3 != 1}
+				if i%3 != 2 {
+					ep.bias = []float32{}
+				}
+				t.Run(fmt.Sprintf("%s/kc%d/%v/bias%v_relu%v", kern.name, kern.kc, tc, ep.bias != nil, ep.relu), func(t *testing.T) {
+					runGemmCasePacked(t, rng, kern, 1+i%2, tc, i%4 < 2, &ep)
+				})
+			}
+		}
+	}
+	// The public entry point: a ReLU that keeps NaN, and a short bias.
+	const m, n, k = 20, 40, 30
+	a, b := randFloats(rng, m*k), randFloats(rng, n*k)
+	bias := randFloats(rng, n)
+	a[0] = float32(math.NaN())
+	got, want := make([]float32, m*n), make([]float32, m*n)
+	pb := PackB(true, k, n, b, k)
+	GemmPackedBias(false, m, a, k, pb, bias, true, got, n)
+	Gemm(false, true, m, n, k, 1, a, k, b, k, 0, want, n)
+	for i := range want {
+		w := want[i] + bias[i%n]
+		if w < 0 {
+			w = 0
+		}
+		if !(got[i] == w || w != w && got[i] != got[i]) {
+			t.Fatalf("GemmPackedBias C[%d] = %g, want %g", i, got[i], w)
+		}
+	}
+	got2 := make([]float32, m*n)
+	GemmBias(false, true, m, n, k, a, k, b, k, bias, true, got2, n)
+	for i := range got {
+		if !(got2[i] == got[i] || got[i] != got[i] && got2[i] != got2[i]) {
+			t.Fatalf("GemmBias C[%d] = %g, GemmPackedBias %g", i, got2[i], got[i])
+		}
+	}
+	for name, f := range map[string]func(){
+		"GemmPackedBias": func() { GemmPackedBias(false, m, a, k, pb, bias[:n-1], false, got, n) },
+		"GemmBias":       func() { GemmBias(false, true, m, n, k, a, k, b, k, bias[:n-1], false, got, n) },
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s took a short bias", name)
+				}
+			}()
+			f()
+		}()
 	}
 }
 
