@@ -1,10 +1,8 @@
 package gdino
 
 import (
-	"cmp"
 	"fmt"
 	"math"
-	"slices"
 )
 
 // Post-processing as Matting Anything's demo does it for a text prompt
@@ -167,23 +165,7 @@ func cxcywhToXYXY(b [4]float32) [4]float32 {
 // in decreasing score.
 func nms(boxes [][4]float32, scores []float32, iou float32) []int {
 	n := min(len(boxes), len(scores))
-	order := make([]int, n)
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortStableFunc(order, func(a, b int) int {
-		x, y := scores[a], scores[b]
-		xn, yn := x != x, y != y
-		switch {
-		case xn && yn:
-			return 0
-		case xn:
-			return -1
-		case yn:
-			return 1
-		}
-		return cmp.Compare(y, x)
-	})
+	order := byDecreasingScore(scores[:n])
 	area := make([]float32, n)
 	for i, b := range boxes[:n] {
 		area[i] = (b[2] - b[0]) * (b[3] - b[1])

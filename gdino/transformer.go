@@ -188,6 +188,14 @@ func proposalsInto(dst []float32, valid []bool, shapes [][2]int) {
 // rank the lower row first (torch.topk on CPU leaves their order to
 // std::partial_sort / std::nth_element, i.e. unspecified).
 func topkRows(scores []float32, k int) []int {
+	idx := byDecreasingScore(scores)
+	return idx[:min(k, len(idx))]
+}
+
+// byDecreasingScore returns the indices of scores ordered by decreasing
+// score: NaN first (as torch's sort and topk put it), equal scores (and
+// NaNs among themselves) in index order.
+func byDecreasingScore(scores []float32) []int {
 	idx := make([]int, len(scores))
 	for i := range idx {
 		idx[i] = i
@@ -205,7 +213,7 @@ func topkRows(scores []float32, k int) []int {
 		}
 		return cmp.Compare(y, x)
 	})
-	return idx[:min(k, len(idx))]
+	return idx
 }
 
 // selectQueries is the two-stage query selection of Transformer.forward
