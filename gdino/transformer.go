@@ -29,8 +29,8 @@ import (
 type transformer struct {
 	cfg           Config
 	levelEmbed    []float32 // (levels, d)
-	encOutput     linear
-	encOutputNorm layerNorm
+	encOutput     nn.Linear
+	encOutputNorm nn.LayerNorm
 	encOutBBox    *mlp      // 3 layers, d -> d -> d -> 4
 	tgtEmbed      []float32 // (NumQueries, d)
 	decoder       *transformerDecoder
@@ -48,8 +48,8 @@ func newTransformer(p *nn.Params, cfg Config) *transformer {
 	return &transformer{
 		cfg:           cfg,
 		levelEmbed:    tp.Floats("level_embed", cfg.NumLevels, d),
-		encOutput:     newLinear(tp, "enc_output", d, d),
-		encOutputNorm: newLayerNorm(tp, "enc_output_norm", d),
+		encOutput:     nn.NewLinear(tp.Sub("enc_output"), d, d),
+		encOutputNorm: nn.NewLayerNorm(tp.Sub("enc_output_norm"), d, lnEps),
 		encOutBBox:    newMLP(tp.Sub("enc_out_bbox_embed"), d, d, 4, 3),
 		tgtEmbed:      tp.Floats("tgt_embed.weight", cfg.NumQueries, d),
 		decoder:       newTransformerDecoder(tp.Sub("decoder"), cfg),
@@ -269,8 +269,8 @@ func (t *transformer) selectQueries(ctx context.Context, memory, memoryText []fl
 	}
 	// output_memory (S, d) = LN(enc_output(memory))
 	tmp := nn.Buffer(s * d)
-	t.encOutput.apply(tmp, outMem, s)
-	t.encOutputNorm.apply(outMem, tmp, s)
+	applyLinear(t.encOutput, tmp, outMem, s)
+	applyLayerNorm(t.encOutputNorm, outMem, tmp, s)
 	nn.Recycle(tmp)
 	if err := ctx.Err(); err != nil {
 		return nil, err

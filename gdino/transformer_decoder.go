@@ -7,16 +7,16 @@ import "github.com/mam-go/mam-go/nn"
 // boxes, conditioned on a sine embedding of the current reference box.
 type transformerDecoder struct {
 	layers       []*decoderLayer
-	norm         layerNorm // decoder.norm: what the heads read
-	refPointHead *mlp      // 2 layers, 2d -> d -> d
-	bboxEmbed    []*mlp    // decoder.bbox_embed.<l> (the heads' bbox_embed, shared in the checkpoint)
+	norm         nn.LayerNorm // decoder.norm: what the heads read
+	refPointHead *mlp         // 2 layers, 2d -> d -> d
+	bboxEmbed    []*mlp       // decoder.bbox_embed.<l> (the heads' bbox_embed, shared in the checkpoint)
 	levels       int
 }
 
 func newTransformerDecoder(p *nn.Params, cfg Config) *transformerDecoder {
 	d := cfg.HiddenDim
 	dec := &transformerDecoder{
-		norm:         newLayerNorm(p, "norm", d),
+		norm:         nn.NewLayerNorm(p.Sub("norm"), d, lnEps),
 		refPointHead: newMLP(p.Sub("ref_point_head"), 2*d, d, d, 2),
 		levels:       cfg.NumLevels,
 	}
@@ -75,7 +75,7 @@ func (dec *transformerDecoder) forward(g *nn.Graph, tgt, memory, memoryText, ref
 		nodes.QueryPos = kp(dec.refPointHead.forward(g, nodes.SineEmbed)) // (k, d)
 		layer.forward(g, nodes, tgt, memory, memoryText, refIn, shapes, starts, kp)
 		tgt = nodes.Out
-		nodes.HS = kp(dec.norm.forward(g, tgt)) // (k, d)
+		nodes.HS = kp(dec.norm.Forward(g, tgt)) // (k, d)
 		if l < len(dec.layers)-1 || keep {
 			ref = kp(refine(g, dec.bboxEmbed[l].forward(g, tgt), ref)) // (k, 4)
 		}
@@ -108,28 +108,28 @@ func repeatLevels(g *nn.Graph, ref *nn.Node, levels int) *nn.Node {
 // (post-norm, ReLU FFN, text cross-attention on).
 type decoderLayer struct {
 	selfAttn   *multiheadAttention
-	norm2      layerNorm
+	norm2      nn.LayerNorm
 	caText     *multiheadAttention
-	catextNorm layerNorm
+	catextNorm nn.LayerNorm
 	crossAttn  *msDeformAttn
-	norm1      layerNorm
-	linear1    linear
-	linear2    linear
-	norm3      layerNorm
+	norm1      nn.LayerNorm
+	linear1    nn.Linear
+	linear2    nn.Linear
+	norm3      nn.LayerNorm
 }
 
 func newDecoderLayer(p *nn.Params, cfg Config) *decoderLayer {
 	d := cfg.HiddenDim
 	return &decoderLayer{
 		selfAttn:   newMultiheadAttention(p.Sub("self_attn"), d, cfg.Heads),
-		norm2:      newLayerNorm(p, "norm2", d),
+		norm2:      nn.NewLayerNorm(p.Sub("norm2"), d, lnEps),
 		caText:     newMultiheadAttention(p.Sub("ca_text"), d, cfg.Heads),
-		catextNorm: newLayerNorm(p, "catext_norm", d),
+		catextNorm: nn.NewLayerNorm(p.Sub("catext_norm"), d, lnEps),
 		crossAttn:  newMSDeformAttn(p.Sub("cross_attn"), d, cfg.Heads, cfg.NumLevels, cfg.DecPoints),
-		norm1:      newLayerNorm(p, "norm1", d),
-		linear1:    newLinear(p, "linear1", d, cfg.FFN),
-		linear2:    newLinear(p, "linear2", cfg.FFN, d),
-		norm3:      newLayerNorm(p, "norm3", d),
+		norm1:      nn.NewLayerNorm(p.Sub("norm1"), d, lnEps),
+		linear1:    nn.NewLinear(p.Sub("linear1"), d, cfg.FFN),
+		linear2:    nn.NewLinear(p.Sub("linear2"), cfg.FFN, d),
+		norm3:      nn.NewLayerNorm(p.Sub("norm3"), d, lnEps),
 	}
 }
 
@@ -140,51 +140,44 @@ func (l *decoderLayer) forward(g *nn.Graph, nodes *decoderLayerNodes, tgt, memor
 	pos := nodes.QueryPos
 	// self-attention: q = k = tgt + pos, v = tgt; tgt = norm2(tgt + sa)
 	q := g.Add(tgt, pos)                                                // (k, d)
-	tgt = kp(l.norm2.forward(g, l.selfAttn.forward(g, q, q, tgt, tgt))) // (k, d)
+	tgt = kp(l.norm2.Forward(g, l.selfAttn.forward(g, q, q, tgt, tgt))) // (k, d)
 	nodes.AfterSA = tgt
 	// text cross-attention: q = tgt + pos, k = v = memoryText; tgt = catext_norm(tgt + ca)
 	q = g.Add(tgt, pos)
-	tgt = kp(l.catextNorm.forward(g, l.caText.forward(g, q, memoryText, memoryText, tgt))) // (k, d)
+	tgt = kp(l.catextNorm.Forward(g, l.caText.forward(g, q, memoryText, memoryText, tgt))) // (k, d)
 	nodes.AfterCAText = tgt
 	// deformable cross-attention: q = tgt + pos, value = memory; tgt = norm1(tgt + ca)
 	q = g.Add(tgt, pos)
 	ca := l.crossAttn.forward(g, q, memory, refIn, shapes, starts) // (k, d)
-	tgt = kp(l.norm1.forward(g, g.Add(tgt, ca)))
+	tgt = kp(l.norm1.Forward(g, g.Add(tgt, ca)))
 	nodes.AfterCAImg = tgt
 	// FFN: tgt = norm3(tgt + linear2(relu(linear1(tgt))))
-	h := l.linear1.forwardReLU(g, tgt)                                // (k, ffn)
-	nodes.Out = kp(l.norm3.forward(g, l.linear2.residual(g, h, tgt))) // (k, d)
+	h := linearReLU(g, l.linear1, tgt)                                       // (k, ffn)
+	nodes.Out = kp(l.norm3.Forward(g, l.linear2.ForwardResidual(g, h, tgt))) // (k, d)
 }
 
 // multiheadAttention is torch nn.MultiheadAttention (batch 1, no mask):
 // in_proj_weight rows 0..d-1 project the query, d..2d-1 the key, 2d..3d-1
 // the value; heads are blocks of d/heads channels; out_proj merges them.
 type multiheadAttention struct {
-	q, k, v, out linear
+	q, k, v, out nn.Linear
 	heads        int
 }
 
 func newMultiheadAttention(p *nn.Params, d, heads int) *multiheadAttention {
-	w, b := p.Floats("in_proj_weight", 3*d, d), p.Floats("in_proj_bias", 3*d)
-	name := p.Prefix() + "in_proj"
-	return &multiheadAttention{
-		q:     rowsOf(name+"[q]", w, b, d, 0, d),
-		k:     rowsOf(name+"[k]", w, b, d, d, d),
-		v:     rowsOf(name+"[v]", w, b, d, 2*d, d),
-		out:   newLinear(p, "out_proj", d, d),
-		heads: heads,
-	}
+	q, k, v := inProj(p, d)
+	return &multiheadAttention{q: q, k: k, v: v, out: nn.NewLinear(p.Sub("out_proj"), d, d), heads: heads}
 }
 
 // forward is res + MultiheadAttention(query, key, value): query (nq, d),
 // key and value (nk, d), res (nq, d) -> (nq, d).
 func (a *multiheadAttention) forward(g *nn.Graph, query, key, value, res *nn.Node) *nn.Node {
-	q := a.q.forward(g, query) // (nq, d)
-	k := a.k.forward(g, key)   // (nk, d)
-	v := a.v.forward(g, value) // (nk, d)
+	q := a.q.Forward(g, query) // (nq, d)
+	k := a.k.Forward(g, key)   // (nk, d)
+	v := a.v.Forward(g, value) // (nk, d)
 	if len(nn.Shape(k)) == 2 && nn.Shape(k)[0] == 0 {
 		return g.Errorf("gdino: attention over no keys")
 	}
-	ctx := g.MHA(q, k, v, a.heads)     // (nq, d)
-	return a.out.residual(g, ctx, res) // (nq, d)
+	ctx := g.MHA(q, k, v, a.heads)            // (nq, d)
+	return a.out.ForwardResidual(g, ctx, res) // (nq, d)
 }

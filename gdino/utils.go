@@ -8,49 +8,49 @@ import (
 )
 
 // Helpers of models/GroundingDINO/utils.py and util/misc.py shared by the
-// query selection, the decoder and the heads: nn.Linear and the MLP as
-// parameter holders, the query sine embedding, the two inverse sigmoids,
+// query selection, the decoder and the heads: what nn.Linear and
+// nn.LayerNorm lack (plain-Go forms, the fused linear+ReLU, the split
+// in_proj), the MLP, the query sine embedding, the two inverse sigmoids,
 // and the contrastive class head. Each numeric helper is a plain-Go
 // function over row-major float32 slices (tested against the formula) and,
 // where the graph needs it, an op around it.
 
-// linear is a torch nn.Linear: weight (out, in), bias (out) or nil.
-type linear struct {
-	name    string // state-dict prefix, for the graph's parameter names
-	w, b    []float32
-	in, out int
+// linearDims returns l's input and output widths (its weight is (out, in)).
+func linearDims(l nn.Linear) (in, out int) {
+	return l.Weight.Shape[1], l.Weight.Shape[0]
 }
 
-func newLinear(p *nn.Params, name string, in, out int) linear {
-	return linear{name: p.Prefix() + name, w: p.Floats(name+".weight", out, in), b: p.Floats(name+".bias", out), in: in, out: out}
+// inProj splits torch nn.MultiheadAttention's in_proj_weight (3d, d) and
+// in_proj_bias (3d) under p into the query, key and value projections
+// (rows 0..d-1, d..2d-1, 2d..3d-1), views of the checkpoint's values named
+// in_proj_weight[q] and so on.
+func inProj(p *nn.Params, d int) (q, k, v nn.Linear) {
+	w, b := p.Weight("in_proj_weight", 3*d, d), p.Weight("in_proj_bias", 3*d)
+	block := func(i int, s string) nn.Linear {
+		return nn.Linear{
+			Weight: nn.Weight{Name: w.Name + s, Shape: []int{d, d}, Data: w.Data[i*d*d : (i+1)*d*d]},
+			Bias:   nn.Weight{Name: b.Name + s, Shape: []int{d}, Data: b.Data[i*d : (i+1)*d]},
+		}
+	}
+	return block(0, "[q]"), block(1, "[k]"), block(2, "[v]")
 }
 
-// rowsOf returns the rows rows [r0, r0+n) of a (rows, in) weight as a
-// linear: nn.MultiheadAttention's in_proj_weight holds q, k and v this way.
-func rowsOf(name string, w, b []float32, in, r0, n int) linear {
-	return linear{name: name, w: w[r0*in : (r0+n)*in], b: b[r0 : r0+n], in: in, out: n}
-}
-
-func (l linear) weight(g *nn.Graph) *nn.Node { return g.Param(l.name+".weight", l.w, l.out, l.in) }
-func (l linear) bias(g *nn.Graph) *nn.Node   { return g.Param(l.name+".bias", l.b, l.out) }
-
-// forward is x (..., in) -> (..., out).
-func (l linear) forward(g *nn.Graph, x *nn.Node) *nn.Node {
-	return g.Linear(x, l.weight(g), l.bias(g))
-}
-
-// forwardReLU is relu(forward(x)) as one op: x (rows, in) -> (rows, out),
+// linearReLU is relu(l.Forward(x)) as one op: x (rows, in) -> (rows, out),
 // the bias and the ReLU applied by the product's kernel.
-func (l linear) forwardReLU(g *nn.Graph, x *nn.Node) *nn.Node {
+func linearReLU(g *nn.Graph, l nn.Linear, x *nn.Node) *nn.Node {
+	if x == nil {
+		return nil
+	}
+	in, out := linearDims(l)
 	xs := nn.Shape(x)
-	if len(xs) != 2 || xs[1] != l.in {
-		return g.Errorf("gdino: %s: input %v for %d inputs", l.name, xs, l.in)
+	if len(xs) != 2 || xs[1] != in {
+		return g.Errorf("gdino: %s: linear+relu: input %v for %d inputs", l.Weight.Name, xs, in)
 	}
 	rows := xs[0]
-	return g.OpFull("LinearReLU", []int{rows, l.out}, func(out []float32, in [][]float32) error {
-		nn.GemmBias(false, true, rows, l.out, l.in, in[0], l.in, in[1], l.in, in[2], true, out, l.out)
+	return g.OpFull("LinearReLU", []int{rows, out}, func(o []float32, ins [][]float32) error {
+		nn.GemmBias(false, true, rows, out, in, ins[0], in, ins[1], in, ins[2], true, o, out)
 		return nil
-	}, x, l.weight(g), l.bias(g))
+	}, x, l.Weight.Node(g), l.Bias.Node(g))
 }
 
 // reluBlocks applies max(x, 0) to x in place, in parallel blocks. The
@@ -66,41 +66,24 @@ func reluBlocks(x []float32) {
 	})
 }
 
-// residual is res + forward(x), fused.
-func (l linear) residual(g *nn.Graph, x, res *nn.Node) *nn.Node {
-	return g.LinearResidual(x, l.weight(g), l.bias(g), res)
+// applyLinear computes dst (rows, out) = x (rows, in) W^T + b in plain Go.
+func applyLinear(l nn.Linear, dst, x []float32, rows int) {
+	in, out := linearDims(l)
+	nn.LinearRows(dst, x, rows, in, l.Weight.Data, out, l.Bias.Data)
 }
 
-// apply computes dst (rows, out) = x (rows, in) w^T + b in plain Go.
-func (l linear) apply(dst, x []float32, rows int) {
-	nn.LinearRows(dst, x, rows, l.in, l.w, l.out, l.b)
-}
-
-// layerNorm is a torch nn.LayerNorm over the last axis (eps 1e-5).
-type layerNorm struct {
-	name string
-	w, b []float32
-}
-
+// lnEps is the eps of the transformer's LayerNorms (torch's default).
 const lnEps = 1e-5
 
-func newLayerNorm(p *nn.Params, name string, d int) layerNorm {
-	return layerNorm{name: p.Prefix() + name, w: p.Floats(name+".weight", d), b: p.Floats(name+".bias", d)}
-}
-
-func (l layerNorm) forward(g *nn.Graph, x *nn.Node) *nn.Node {
-	d := len(l.w)
-	return g.LayerNorm(x, g.Param(l.name+".weight", l.w, d), g.Param(l.name+".bias", l.b, d), lnEps)
-}
-
-func (l layerNorm) apply(dst, x []float32, rows int) {
-	nn.LayerNormRows(dst, x, rows, len(l.w), l.w, l.b, lnEps)
+// applyLayerNorm computes dst (rows, d) = l(x) in plain Go.
+func applyLayerNorm(l nn.LayerNorm, dst, x []float32, rows int) {
+	nn.LayerNormRows(dst, x, rows, len(l.Weight.Data), l.Weight.Data, l.Bias.Data, l.Eps)
 }
 
 // mlp is utils.py MLP: layers Linear layers (in -> hidden -> ... -> out)
 // with ReLU between them.
 type mlp struct {
-	layers []linear
+	layers []nn.Linear
 }
 
 func newMLP(p *nn.Params, in, hidden, out, layers int) *mlp {
@@ -114,7 +97,7 @@ func newMLP(p *nn.Params, in, hidden, out, layers int) *mlp {
 		if i == layers-1 {
 			b = out
 		}
-		m.layers = append(m.layers, newLinear(ls, fmt.Sprint(i), a, b))
+		m.layers = append(m.layers, nn.NewLinear(ls.Index(i), a, b))
 	}
 	return m
 }
@@ -123,9 +106,9 @@ func newMLP(p *nn.Params, in, hidden, out, layers int) *mlp {
 func (m *mlp) forward(g *nn.Graph, x *nn.Node) *nn.Node {
 	for i, l := range m.layers {
 		if i < len(m.layers)-1 {
-			x = l.forwardReLU(g, x)
+			x = linearReLU(g, l, x)
 		} else {
-			x = l.forward(g, x)
+			x = l.Forward(g, x)
 		}
 	}
 	return x
@@ -137,9 +120,10 @@ func (m *mlp) apply(dst, x []float32, rows int) {
 	for i, l := range m.layers {
 		o := dst
 		if i < len(m.layers)-1 {
-			o = make([]float32, rows*l.out)
+			_, out := linearDims(l)
+			o = make([]float32, rows*out)
 		}
-		l.apply(o, cur, rows)
+		applyLinear(l, o, cur, rows)
 		if i < len(m.layers)-1 {
 			reluBlocks(o)
 		}

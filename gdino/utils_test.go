@@ -153,20 +153,21 @@ func TestMLPApplyMatchesGraph(t *testing.T) {
 	var ref []float32
 	cur, in := x, 16
 	for li, l := range m.layers {
-		o := make([]float32, rows*l.out)
+		_, lout := linearDims(l)
+		o := make([]float32, rows*lout)
 		for r := 0; r < rows; r++ {
-			for j := 0; j < l.out; j++ {
-				s := float64(l.b[j])
+			for j := 0; j < lout; j++ {
+				s := float64(l.Bias.Data[j])
 				for c := 0; c < in; c++ {
-					s += float64(cur[r*in+c]) * float64(l.w[j*in+c])
+					s += float64(cur[r*in+c]) * float64(l.Weight.Data[j*in+c])
 				}
 				if li < len(m.layers)-1 {
 					s = math.Max(s, 0)
 				}
-				o[r*l.out+j] = float32(s)
+				o[r*lout+j] = float32(s)
 			}
 		}
-		cur, in, ref = o, l.out, o
+		cur, in, ref = o, lout, o
 	}
 	for i := range ref {
 		if math.Abs(float64(got[i]-ref[i])) > 1e-5 {
