@@ -50,9 +50,9 @@ func (a *biMultiHeadAttention) forward(g *nn.Graph, v, l *nn.Node) *nn.Node {
 // the layer-scaled residuals v = LN_v(v) + gamma_v * delta_v, l = LN_l(l) +
 // gamma_l * delta_l (added to the normalised values, not the inputs).
 type biAttentionBlock struct {
-	layerNormV, layerNormL encLayerNorm
+	layerNormV, layerNormL nn.LayerNorm
 	attn                   *biMultiHeadAttention
-	gammaV, gammaL         encParam
+	gammaV, gammaL         nn.Weight
 }
 
 // newBiAttentionBlock fetches a fusion layer from p
@@ -61,25 +61,25 @@ type biAttentionBlock struct {
 func newBiAttentionBlock(p *nn.Params, cfg Config) *biAttentionBlock {
 	d := cfg.HiddenDim
 	return &biAttentionBlock{
-		layerNormV: newEncLayerNorm(p.Sub("layer_norm_v"), d),
-		layerNormL: newEncLayerNorm(p.Sub("layer_norm_l"), d),
+		layerNormV: nn.NewLayerNorm(p.Sub("layer_norm_v"), d, lnEps),
+		layerNormL: nn.NewLayerNorm(p.Sub("layer_norm_l"), d, lnEps),
 		attn:       newBiMultiHeadAttention(p.Sub("attn"), d, cfg.FusionDim(), cfg.FusionHeads()),
-		gammaV:     newEncParam(p, "gamma_v", d),
-		gammaL:     newEncParam(p, "gamma_l", d),
+		gammaV:     p.Weight("gamma_v", d),
+		gammaL:     p.Weight("gamma_l", d),
 	}
 }
 
 // forward fuses the image tokens v (S, dim) and the text tokens l (n, dim):
 // (S, dim), (n, dim).
 func (b *biAttentionBlock) forward(g *nn.Graph, v, l *nn.Node) (*nn.Node, *nn.Node) {
-	v = b.layerNormV.forward(g, v)   // (S, dim)
-	l = b.layerNormL.forward(g, l)   // (n, dim)
+	v = b.layerNormV.Forward(g, v)   // (S, dim)
+	l = b.layerNormL.Forward(g, l)   // (n, dim)
 	delta := b.attn.forward(g, v, l) // (S+n, dim): delta_v, then delta_l
 	if v == nil || l == nil {
 		return nil, nil
 	}
 	s := nn.Shape(v)[0]
-	return layerScale(g, v, b.gammaV.node(g), delta, 0), layerScale(g, l, b.gammaL.node(g), delta, s)
+	return layerScale(g, v, b.gammaV.Node(g), delta, 0), layerScale(g, l, b.gammaL.Node(g), delta, s)
 }
 
 // layerScale is x + gamma * delta with gamma (dim) per channel, x (rows,

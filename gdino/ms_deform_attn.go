@@ -8,56 +8,11 @@ import "github.com/mam-go/mam-go/nn"
 // predicted from the query. The encoder's layers use 2-d reference points,
 // the decoder's cross-attention 4-d reference boxes.
 
-// encParam is a checkpoint tensor fetched by a constructor and declared as
-// a graph parameter (bound once, not copied) by forward.
-type encParam struct {
-	name  string // full state-dict name, the parameter's name in the graph
-	data  []float32
-	shape []int
-}
-
-func newEncParam(p *nn.Params, name string, shape ...int) encParam {
-	return encParam{name: p.Prefix() + name, data: p.Floats(name, shape...), shape: shape}
-}
-
-func (t encParam) node(g *nn.Graph) *nn.Node { return g.Param(t.name, t.data, t.shape...) }
-
-// encLinear is a torch nn.Linear(in, out) with bias.
-type encLinear struct {
-	w, b    encParam
-	in, out int
-}
-
-func newEncLinear(p *nn.Params, in, out int) encLinear {
-	return encLinear{w: newEncParam(p, "weight", out, in), b: newEncParam(p, "bias", out), in: in, out: out}
-}
-
-// forward is x (..., in) -> (..., out).
-func (l encLinear) forward(g *nn.Graph, x *nn.Node) *nn.Node {
-	return g.Linear(x, l.w.node(g), l.b.node(g))
-}
-
-// residual is res + forward(x), fused.
-func (l encLinear) residual(g *nn.Graph, x, res *nn.Node) *nn.Node {
-	return g.LinearResidual(x, l.w.node(g), l.b.node(g), res)
-}
-
-// encLayerNorm is a torch nn.LayerNorm(d) (eps 1e-5).
-type encLayerNorm struct{ w, b encParam }
-
-func newEncLayerNorm(p *nn.Params, d int) encLayerNorm {
-	return encLayerNorm{w: newEncParam(p, "weight", d), b: newEncParam(p, "bias", d)}
-}
-
-func (l encLayerNorm) forward(g *nn.Graph, x *nn.Node) *nn.Node {
-	return g.LayerNorm(x, l.w.node(g), l.b.node(g), 1e-5)
-}
-
 // msDeformAttn is MultiScaleDeformableAttention: value_proj,
 // sampling_offsets, attention_weights and output_proj around the sampling
 // core (nn.MSDeformAttn).
 type msDeformAttn struct {
-	valueProj, samplingOffsets, attentionWeights, outputProj encLinear
+	valueProj, samplingOffsets, attentionWeights, outputProj nn.Linear
 	dim, heads, levels, points                               int
 }
 
@@ -65,10 +20,10 @@ type msDeformAttn struct {
 // prefix, e.g. "transformer.encoder.layers.0.self_attn").
 func newMSDeformAttn(p *nn.Params, dim, heads, levels, points int) *msDeformAttn {
 	return &msDeformAttn{
-		valueProj:        newEncLinear(p.Sub("value_proj"), dim, dim),
-		samplingOffsets:  newEncLinear(p.Sub("sampling_offsets"), dim, heads*levels*points*2),
-		attentionWeights: newEncLinear(p.Sub("attention_weights"), dim, heads*levels*points),
-		outputProj:       newEncLinear(p.Sub("output_proj"), dim, dim),
+		valueProj:        nn.NewLinear(p.Sub("value_proj"), dim, dim),
+		samplingOffsets:  nn.NewLinear(p.Sub("sampling_offsets"), dim, heads*levels*points*2),
+		attentionWeights: nn.NewLinear(p.Sub("attention_weights"), dim, heads*levels*points),
+		outputProj:       nn.NewLinear(p.Sub("output_proj"), dim, dim),
 		dim:              dim, heads: heads, levels: levels, points: points,
 	}
 }
@@ -102,12 +57,12 @@ func (m *msDeformAttn) forwardDump(g *nn.Graph, query, value, ref *nn.Node, shap
 	if len(qs) != 2 || qs[1] != m.dim || len(rs) != 3 || rs[0] != qs[0] || rs[1] != m.levels || (rs[2] != 2 && rs[2] != 4) {
 		return g.Errorf("gdino: ms deform attn: query %v and reference %v (want (Nq, %d) and (Nq, %d, 2 or 4))", qs, rs, m.dim, m.levels)
 	}
-	v := m.valueProj.forward(g, value)                                   // (S, dim)
-	off := m.samplingOffsets.forward(g, query)                           // (Nq, heads*levels*points*2)
+	v := m.valueProj.Forward(g, value)                                   // (S, dim)
+	off := m.samplingOffsets.Forward(g, query)                           // (Nq, heads*levels*points*2)
 	loc := samplingLocations(g, off, ref, shapes, m.heads, m.points)     // (Nq, heads, levels, points, 2)
-	w := m.softmaxWeights(g, m.attentionWeights.forward(g, query))       // (Nq, heads, levels, points)
+	w := m.softmaxWeights(g, m.attentionWeights.Forward(g, query))       // (Nq, heads, levels, points)
 	core := g.MSDeformAttn(v, loc, w, shapes, starts, m.heads, m.points) // (Nq, dim)
-	out := m.outputProj.forward(g, core)                                 // (Nq, dim)
+	out := m.outputProj.Forward(g, core)                                 // (Nq, dim)
 	if dump != nil {
 		for name, n := range map[string]*nn.Node{"_value": v, "_sampling_locations": loc, "_attention_weights": w, "_core": core} {
 			if n != nil {
@@ -169,21 +124,4 @@ func samplingLocations(g *nn.Graph, off, ref *nn.Node, shapes [][2]int, heads, p
 		})
 		return nil
 	}, off, ref)
-}
-
-// forwardReLU is relu(forward(x)) as one op: x (rows, in) -> (rows, out).
-func (l encLinear) forwardReLU(g *nn.Graph, x *nn.Node) *nn.Node {
-	if x == nil {
-		return nil
-	}
-	xs := nn.Shape(x)
-	if len(xs) != 2 || xs[1] != l.in {
-		return g.Errorf("gdino: linear+relu: input %v for %d inputs", xs, l.in)
-	}
-	rows := xs[0]
-	return g.OpFull("LinearReLU", []int{rows, l.out}, func(out []float32, in [][]float32) error {
-		// the bias and the ReLU applied by the product's kernel
-		nn.GemmBias(false, true, rows, l.out, l.in, in[0], l.in, in[1], l.in, in[2], true, out, l.out)
-		return nil
-	}, x, l.w.node(g), l.b.node(g))
 }

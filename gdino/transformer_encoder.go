@@ -21,8 +21,8 @@ const textPosFeats = 256
 // feed-forward network.
 type deformableTransformerEncoderLayer struct {
 	selfAttn         *msDeformAttn
-	norm1, norm2     encLayerNorm
-	linear1, linear2 encLinear
+	norm1, norm2     nn.LayerNorm
+	linear1, linear2 nn.Linear
 }
 
 // newDeformableTransformerEncoderLayer fetches an image layer from p
@@ -31,10 +31,10 @@ func newDeformableTransformerEncoderLayer(p *nn.Params, cfg Config) *deformableT
 	d := cfg.HiddenDim
 	return &deformableTransformerEncoderLayer{
 		selfAttn: newMSDeformAttn(p.Sub("self_attn"), d, cfg.Heads, cfg.NumLevels, cfg.EncPoints),
-		norm1:    newEncLayerNorm(p.Sub("norm1"), d),
-		norm2:    newEncLayerNorm(p.Sub("norm2"), d),
-		linear1:  newEncLinear(p.Sub("linear1"), d, cfg.FFN),
-		linear2:  newEncLinear(p.Sub("linear2"), cfg.FFN, d),
+		norm1:    nn.NewLayerNorm(p.Sub("norm1"), d, lnEps),
+		norm2:    nn.NewLayerNorm(p.Sub("norm2"), d, lnEps),
+		linear1:  nn.NewLinear(p.Sub("linear1"), d, cfg.FFN),
+		linear2:  nn.NewLinear(p.Sub("linear2"), cfg.FFN, d),
 	}
 }
 
@@ -45,8 +45,8 @@ func newDeformableTransformerEncoderLayer(p *nn.Params, cfg Config) *deformableT
 // prefix (msDeformAttn.forwardDump).
 func (l *deformableTransformerEncoderLayer) forward(g *nn.Graph, src, pos, ref *nn.Node, shapes [][2]int, starts []int, dump map[string]*nn.Node, prefix string) (sa, out *nn.Node) {
 	attn := l.selfAttn.forwardDump(g, g.Add(src, pos), src, ref, shapes, starts, dump, prefix) // (S, d)
-	sa = l.norm1.forward(g, g.Add(src, attn))                                                  // (S, d)
-	out = l.norm2.forward(g, ffnResidual(g, sa, l.linear1, l.linear2))                         // (S, d)
+	sa = l.norm1.Forward(g, g.Add(src, attn))                                                  // (S, d)
+	out = l.norm2.Forward(g, ffnResidual(g, sa, l.linear1, l.linear2))                         // (S, d)
 	return sa, out
 }
 
@@ -58,15 +58,17 @@ const ffnBlockRows = 256
 // ffnResidual is forward_ffn before its norm, x + linear2(relu(linear1(x)))
 // for x (rows, d), as one op over blocks of rows, so that the (rows, ffn)
 // hidden values are never formed whole: (rows, d).
-func ffnResidual(g *nn.Graph, x *nn.Node, linear1, linear2 encLinear) *nn.Node {
+func ffnResidual(g *nn.Graph, x *nn.Node, linear1, linear2 nn.Linear) *nn.Node {
 	if x == nil {
 		return nil
 	}
 	xs := nn.Shape(x)
-	if len(xs) != 2 || xs[1] != linear1.in || linear2.in != linear1.out || linear2.out != linear1.in {
-		return g.Errorf("gdino: ffn: input %v for linears %d -> %d -> %d", xs, linear1.in, linear1.out, linear2.out)
+	in1, out1 := linearDims(linear1)
+	in2, out2 := linearDims(linear2)
+	if len(xs) != 2 || xs[1] != in1 || in2 != out1 || out2 != in1 {
+		return g.Errorf("gdino: ffn: input %v for linears %d -> %d -> %d", xs, in1, out1, out2)
 	}
-	rows, d, ffn := xs[0], xs[1], linear1.out
+	rows, d, ffn := xs[0], xs[1], out1
 	pc1, pc2 := new(nn.PackCache), new(nn.PackCache) // the weights' packing, kept between runs
 	return g.OpFull("FFN", xs, func(out []float32, in [][]float32) error {
 		x, w1, b1, w2, b2 := in[0], in[1], in[2], in[3], in[4]
@@ -92,7 +94,7 @@ func ffnResidual(g *nn.Graph, x *nn.Node, linear1, linear2 encLinear) *nn.Node {
 			}
 		})
 		return nil
-	}, x, linear1.w.node(g), linear1.b.node(g), linear2.w.node(g), linear2.b.node(g))
+	}, x, linear1.Weight.Node(g), linear1.Bias.Node(g), linear2.Weight.Node(g), linear2.Bias.Node(g))
 }
 
 // encoder is TransformerEncoder with its text enhancer and fusion layers.

@@ -7,9 +7,9 @@ import "github.com/mam-go/mam-go/nn"
 // torch.nn.MultiheadAttention whose queries and keys carry the text
 // position embedding, restricted to each phrase by the sub-sentence mask.
 type transformerEncoderLayer struct {
-	q, k, v, outProj encLinear // in_proj_weight's three row blocks, out_proj
-	linear1, linear2 encLinear
-	norm1, norm2     encLayerNorm
+	q, k, v, outProj nn.Linear // in_proj_weight's three row blocks, out_proj
+	linear1, linear2 nn.Linear
+	norm1, norm2     nn.LayerNorm
 	heads            int
 }
 
@@ -17,22 +17,14 @@ type transformerEncoderLayer struct {
 // ("transformer.encoder.text_layers.<i>"): width d, heads heads, FFN ffn.
 func newTransformerEncoderLayer(p *nn.Params, d, heads, ffn int) *transformerEncoderLayer {
 	att := p.Sub("self_attn")
-	w := att.Floats("in_proj_weight", 3*d, d) // rows: query, key, value
-	b := att.Floats("in_proj_bias", 3*d)
-	block := func(i int, name string) encLinear {
-		return encLinear{
-			w:  encParam{name: att.Prefix() + "in_proj_weight." + name, data: w[i*d*d : (i+1)*d*d], shape: []int{d, d}},
-			b:  encParam{name: att.Prefix() + "in_proj_bias." + name, data: b[i*d : (i+1)*d], shape: []int{d}},
-			in: d, out: d,
-		}
-	}
+	q, k, v := inProj(att, d) // in_proj_weight's rows: query, key, value
 	return &transformerEncoderLayer{
-		q: block(0, "q"), k: block(1, "k"), v: block(2, "v"),
-		outProj: newEncLinear(att.Sub("out_proj"), d, d),
-		linear1: newEncLinear(p.Sub("linear1"), d, ffn),
-		linear2: newEncLinear(p.Sub("linear2"), ffn, d),
-		norm1:   newEncLayerNorm(p.Sub("norm1"), d),
-		norm2:   newEncLayerNorm(p.Sub("norm2"), d),
+		q: q, k: k, v: v,
+		outProj: nn.NewLinear(att.Sub("out_proj"), d, d),
+		linear1: nn.NewLinear(p.Sub("linear1"), d, ffn),
+		linear2: nn.NewLinear(p.Sub("linear2"), ffn, d),
+		norm1:   nn.NewLayerNorm(p.Sub("norm1"), d, lnEps),
+		norm2:   nn.NewLayerNorm(p.Sub("norm2"), d, lnEps),
 		heads:   heads,
 	}
 }
@@ -44,9 +36,9 @@ func newTransformerEncoderLayer(p *nn.Params, d, heads, ffn int) *transformerEnc
 // padding mask is not passed, as in the reference.
 func (l *transformerEncoderLayer) forward(g *nn.Graph, src, pos *nn.Node, mask []bool) (sa, out *nn.Node) {
 	qk := g.Add(src, pos)                                                                           // (n, d)
-	attn := g.MaskedMHA(l.q.forward(g, qk), l.k.forward(g, qk), l.v.forward(g, src), l.heads, mask) // (n, d)
-	sa = l.norm1.forward(g, l.outProj.residual(g, attn, src))                                       // (n, d)
-	y := l.linear1.forwardReLU(g, sa)                                                               // (n, ffn)
-	out = l.norm2.forward(g, l.linear2.residual(g, y, sa))                                          // (n, d)
+	attn := g.MaskedMHA(l.q.Forward(g, qk), l.k.Forward(g, qk), l.v.Forward(g, src), l.heads, mask) // (n, d)
+	sa = l.norm1.Forward(g, l.outProj.ForwardResidual(g, attn, src))                                // (n, d)
+	y := linearReLU(g, l.linear1, sa)                                                               // (n, ffn)
+	out = l.norm2.Forward(g, l.linear2.ForwardResidual(g, y, sa))                                   // (n, d)
 	return sa, out
 }
