@@ -13,55 +13,20 @@ import (
 // self-attention and an exact-GELU feed-forward. The pooler is not built:
 // GroundingDINO never reads it.
 
-// bertParam is a tensor of the checkpoint fetched by a constructor and
-// declared as a graph parameter (bound once, not copied) by forward.
-type bertParam struct {
-	name  string // full state-dict name, the parameter's name in the graph
-	data  []float32
-	shape []int
-}
-
-func newBertParam(p *nn.Params, name string, shape ...int) bertParam {
-	return bertParam{name: p.Prefix() + name, data: p.Floats(name, shape...), shape: shape}
-}
-
-func (t bertParam) node(g *nn.Graph) *nn.Node { return g.Param(t.name, t.data, t.shape...) }
-
-// bertLinear is an nn.Linear(in, out) with bias.
-type bertLinear struct{ w, b bertParam }
-
-func newBertLinear(p *nn.Params, in, out int) bertLinear {
-	return bertLinear{w: newBertParam(p, "weight", out, in), b: newBertParam(p, "bias", out)}
-}
-
-// bertLayerNorm is an nn.LayerNorm(dim, eps).
-type bertLayerNorm struct {
-	w, b bertParam
-	eps  float32
-}
-
-func newBertLayerNorm(p *nn.Params, dim int, eps float64) bertLayerNorm {
-	return bertLayerNorm{w: newBertParam(p, "weight", dim), b: newBertParam(p, "bias", dim), eps: float32(eps)}
-}
-
-func (l bertLayerNorm) forward(g *nn.Graph, x *nn.Node) *nn.Node {
-	return g.LayerNorm(x, l.w.node(g), l.b.node(g), l.eps)
-}
-
 // bertEmbeddings is BertEmbeddings: three lookup tables and a LayerNorm.
 type bertEmbeddings struct {
-	word, position, tokenType bertParam // (vocab, H), (positions, H), (types, H)
-	norm                      bertLayerNorm
+	word, position, tokenType nn.Weight // (vocab, H), (positions, H), (types, H)
+	norm                      nn.LayerNorm
 	vocab, positions, hidden  int
 }
 
 func newBertEmbeddings(p *nn.Params, cfg Config) *bertEmbeddings {
 	h := cfg.BertHidden
 	return &bertEmbeddings{
-		word:      newBertParam(p, "word_embeddings.weight", cfg.BertVocab, h),
-		position:  newBertParam(p, "position_embeddings.weight", cfg.BertMaxPositions, h),
-		tokenType: newBertParam(p, "token_type_embeddings.weight", cfg.BertTypeVocab, h),
-		norm:      newBertLayerNorm(p.Sub("LayerNorm"), h, cfg.BertEps),
+		word:      p.Weight("word_embeddings.weight", cfg.BertVocab, h),
+		position:  p.Weight("position_embeddings.weight", cfg.BertMaxPositions, h),
+		tokenType: p.Weight("token_type_embeddings.weight", cfg.BertTypeVocab, h),
+		norm:      nn.NewLayerNorm(p.Sub("LayerNorm"), h, float32(cfg.BertEps)),
 		vocab:     cfg.BertVocab, positions: cfg.BertMaxPositions, hidden: h,
 	}
 }
@@ -97,18 +62,18 @@ func (e *bertEmbeddings) forward(g *nn.Graph, ids, positionIDs []int) *nn.Node {
 			}
 		}
 		return nil
-	}, e.word.node(g), e.position.node(g), e.tokenType.node(g))
-	return e.norm.forward(g, sum) // (n, H)
+	}, e.word.Node(g), e.position.Node(g), e.tokenType.Node(g))
+	return e.norm.Forward(g, sum) // (n, H)
 }
 
 // bertLayer is BertLayer: BertAttention (self-attention, dense, residual,
 // LayerNorm), then BertIntermediate and BertOutput (GELU feed-forward,
 // residual, LayerNorm).
 type bertLayer struct {
-	query, key, value, attnOut bertLinear
-	attnNorm                   bertLayerNorm
-	intermediate, output       bertLinear
-	outNorm                    bertLayerNorm
+	query, key, value, attnOut nn.Linear
+	attnNorm                   nn.LayerNorm
+	intermediate, output       nn.Linear
+	outNorm                    nn.LayerNorm
 	heads                      int
 }
 
@@ -116,14 +81,14 @@ func newBertLayer(p *nn.Params, cfg Config) *bertLayer {
 	h, inter := cfg.BertHidden, cfg.BertIntermediate
 	att := p.Sub("attention")
 	return &bertLayer{
-		query:        newBertLinear(att.Sub("self").Sub("query"), h, h),
-		key:          newBertLinear(att.Sub("self").Sub("key"), h, h),
-		value:        newBertLinear(att.Sub("self").Sub("value"), h, h),
-		attnOut:      newBertLinear(att.Sub("output").Sub("dense"), h, h),
-		attnNorm:     newBertLayerNorm(att.Sub("output").Sub("LayerNorm"), h, cfg.BertEps),
-		intermediate: newBertLinear(p.Sub("intermediate").Sub("dense"), h, inter),
-		output:       newBertLinear(p.Sub("output").Sub("dense"), inter, h),
-		outNorm:      newBertLayerNorm(p.Sub("output").Sub("LayerNorm"), h, cfg.BertEps),
+		query:        nn.NewLinear(att.Sub("self").Sub("query"), h, h),
+		key:          nn.NewLinear(att.Sub("self").Sub("key"), h, h),
+		value:        nn.NewLinear(att.Sub("self").Sub("value"), h, h),
+		attnOut:      nn.NewLinear(att.Sub("output").Sub("dense"), h, h),
+		attnNorm:     nn.NewLayerNorm(att.Sub("output").Sub("LayerNorm"), h, float32(cfg.BertEps)),
+		intermediate: nn.NewLinear(p.Sub("intermediate").Sub("dense"), h, inter),
+		output:       nn.NewLinear(p.Sub("output").Sub("dense"), inter, h),
+		outNorm:      nn.NewLayerNorm(p.Sub("output").Sub("LayerNorm"), h, float32(cfg.BertEps)),
 		heads:        cfg.BertHeads,
 	}
 }
@@ -131,17 +96,17 @@ func newBertLayer(p *nn.Params, cfg Config) *bertLayer {
 // forward runs the layer on x (n, H); token i attends to token j only where
 // mask[i*n+j] (the additive (1 - mask) * min of the reference).
 func (l *bertLayer) forward(g *nn.Graph, x *nn.Node, mask []bool) *nn.Node {
-	q := g.Linear(x, l.query.w.node(g), l.query.b.node(g)) // (n, H)
-	k := g.Linear(x, l.key.w.node(g), l.key.b.node(g))     // (n, H)
-	v := g.Linear(x, l.value.w.node(g), l.value.b.node(g)) // (n, H)
+	q := l.query.Forward(g, x) // (n, H)
+	k := l.key.Forward(g, x)   // (n, H)
+	v := l.value.Forward(g, x) // (n, H)
 	// softmax(q k^T / sqrt(head_dim) + mask) v per head: (n, H)
 	ctx := g.MaskedMHA(q, k, v, l.heads, mask)
 	// BertSelfOutput: LayerNorm(x + dense(ctx)), (n, H)
-	x = l.attnNorm.forward(g, g.LinearResidual(ctx, l.attnOut.w.node(g), l.attnOut.b.node(g), x))
+	x = l.attnNorm.Forward(g, l.attnOut.ForwardResidual(g, ctx, x))
 	// BertIntermediate: gelu(dense(x)), (n, I)
-	y := g.LinearGELU(x, l.intermediate.w.node(g), l.intermediate.b.node(g))
+	y := l.intermediate.ForwardGELU(g, x)
 	// BertOutput: LayerNorm(x + dense(y)), (n, H)
-	return l.outNorm.forward(g, g.LinearResidual(y, l.output.w.node(g), l.output.b.node(g), x))
+	return l.outNorm.Forward(g, l.output.ForwardResidual(g, y, x))
 }
 
 // bertModel is BertModel without its pooler.

@@ -8,7 +8,7 @@ import "github.com/mam-go/mam-go/nn"
 // 256) that maps last_hidden_state to encoded_text.
 type textEncoder struct {
 	bert    *bertModel
-	featMap bertLinear
+	featMap nn.Linear
 	cfg     Config
 }
 
@@ -18,7 +18,7 @@ type textEncoder struct {
 func newTextEncoder(p *nn.Params, cfg Config) *textEncoder {
 	return &textEncoder{
 		bert:    newBertModel(p.Sub("bert"), cfg),
-		featMap: newBertLinear(p.Sub("feat_map"), cfg.BertHidden, cfg.HiddenDim),
+		featMap: nn.NewLinear(p.Sub("feat_map"), cfg.BertHidden, cfg.HiddenDim),
 		cfg:     cfg,
 	}
 }
@@ -38,7 +38,7 @@ func (t *textEncoder) forward(g *nn.Graph, ids, positionIDs []int, mask []bool, 
 	// BertModelWarper: last_hidden_state, (n, BertHidden)
 	last := t.bert.forward(g, ids, positionIDs, mask, dump)
 	// feat_map: (n, 256)
-	encodedText = g.Linear(last, t.featMap.w.node(g), t.featMap.b.node(g))
+	encodedText = t.featMap.Forward(g, last)
 	bertDump(g, dump, "encoded_text", encodedText)
 	return encodedText
 }
