@@ -22,27 +22,23 @@ const (
 // inputProj is input_proj[l]: Conv2d (kernel k, stride stride, padding
 // k/2) + GroupNorm(32).
 type inputProj struct {
-	k, stride int
-	convW     imgParam
-	convB     imgParam
-	gnW, gnB  imgParam
+	conv     nn.Conv2d
+	gnW, gnB nn.Weight
 }
 
 func newInputProj(p *nn.Params, in, out, k, stride int) *inputProj {
 	conv, gn := p.Index(0), p.Index(1)
 	return &inputProj{
-		k: k, stride: stride,
-		convW: newImgParam(conv, "weight", out, in, k, k),
-		convB: newImgParam(conv, "bias", out),
-		gnW:   newImgParam(gn, "weight", out),
-		gnB:   newImgParam(gn, "bias", out),
+		conv: nn.NewConv2d(conv, in, out, k, stride, k/2),
+		gnW:  gn.Weight("weight", out),
+		gnB:  gn.Weight("bias", out),
 	}
 }
 
 // forward: x (1, in, H, W) -> (1, out, H', W').
 func (m *inputProj) forward(g *nn.Graph, x *nn.Node) *nn.Node {
-	y := g.Conv2d(x, m.convW.node(g), m.convB.node(g), m.stride, m.k/2)
-	return g.GroupNorm(y, m.gnW.node(g), m.gnB.node(g), inputProjGroups, inputProjEps)
+	y := m.conv.Forward(g, x)
+	return g.GroupNorm(y, m.gnW.Node(g), m.gnB.Node(g), inputProjGroups, inputProjEps)
 }
 
 // imageBackbone is the image side of GroundingDINO up to the encoder: the

@@ -17,53 +17,23 @@ import (
 // default).
 const swinEps = 1e-5
 
-// imgParam is a parameter fetched by a constructor, bound to a graph by
-// forward (Graph.Param binds a name once per graph).
-type imgParam struct {
-	name  string
-	data  []float32
-	shape []int
-}
-
-func newImgParam(p *nn.Params, name string, shape ...int) imgParam {
-	return imgParam{name: p.Prefix() + name, data: p.Floats(name, shape...), shape: shape}
-}
-
-// node binds the parameter to g with its shape, or with shape when given
-// (a view of the same values, such as a conv weight used as a Linear's).
-func (t imgParam) node(g *nn.Graph, shape ...int) *nn.Node {
-	if len(shape) == 0 {
-		shape = t.shape
-	}
-	return g.Param(t.name, t.data, shape...)
-}
-
-// imgLayerNorm is an nn.LayerNorm's weight and bias.
-type imgLayerNorm struct{ w, b imgParam }
-
-func newImgLayerNorm(p *nn.Params, d int) imgLayerNorm {
-	return imgLayerNorm{w: newImgParam(p, "weight", d), b: newImgParam(p, "bias", d)}
-}
-
-func (n imgLayerNorm) forward(g *nn.Graph, x *nn.Node) *nn.Node {
-	return g.LayerNorm(x, n.w.node(g), n.b.node(g), swinEps)
-}
-
 // patchEmbed is PatchEmbed with patch_norm: pad to whole patches, the
 // patch convolution (kernel = stride = patch), LayerNorm.
 type patchEmbed struct {
-	patch, dim   int
-	projW, projB imgParam
-	norm         imgLayerNorm
+	patch int
+	proj  nn.Linear // the patch convolution's weight seen as (C, 3*patch*patch)
+	norm  nn.LayerNorm
 }
 
 func newPatchEmbed(p *nn.Params, cfg Config) *patchEmbed {
 	ps, c := cfg.SwinPatch, cfg.SwinEmbedDim
 	return &patchEmbed{
-		patch: ps, dim: c,
-		projW: newImgParam(p, "proj.weight", c, 3, ps, ps),
-		projB: newImgParam(p, "proj.bias", c),
-		norm:  newImgLayerNorm(p.Sub("norm"), c),
+		patch: ps,
+		proj: nn.Linear{
+			Weight: p.Weight("proj.weight", c, 3, ps, ps).View(c, 3*ps*ps),
+			Bias:   p.Weight("proj.bias", c),
+		},
+		norm: nn.NewLayerNorm(p.Sub("norm"), c, swinEps),
 	}
 }
 
@@ -78,8 +48,8 @@ func (e *patchEmbed) forward(g *nn.Graph, x *nn.Node) (tokens *nn.Node, hp, wp i
 	// (1, 3, H, W) -> (1, Hp*Wp, 3*ps*ps), each row a zero-padded patch
 	cols, hp, wp := patchify(g, x, ps)
 	// the convolution as a Linear over patches: (1, Hp*Wp, C)
-	t := g.Linear(cols, e.projW.node(g, e.dim, 3*ps*ps), e.projB.node(g))
-	return e.norm.forward(g, t), hp, wp
+	t := e.proj.Forward(g, cols)
+	return e.norm.Forward(g, t), hp, wp
 }
 
 // patchify is the im2col of PatchEmbed's padded convolution (kernel =
@@ -126,11 +96,10 @@ func patchifyRows(out, img []float32, cin, h, w, ps, lo, hi int) {
 type swinBlock struct {
 	dim, heads, window, shift, hidden int
 
-	norm1, norm2           imgLayerNorm
-	qkvW, qkvB             imgParam
-	projW, projB           imgParam
-	table                  imgParam // relative_position_bias_table ((2ws-1)^2, heads)
-	fc1W, fc1B, fc2W, fc2B imgParam
+	norm1, norm2 nn.LayerNorm
+	qkv, proj    nn.Linear
+	table        nn.Weight // relative_position_bias_table ((2ws-1)^2, heads)
+	fc1, fc2     nn.Linear
 }
 
 func newSwinBlock(p *nn.Params, dim, heads, window, shift, hidden int) *swinBlock {
@@ -140,17 +109,13 @@ func newSwinBlock(p *nn.Params, dim, heads, window, shift, hidden int) *swinBloc
 	side := 2*window - 1
 	return &swinBlock{
 		dim: dim, heads: heads, window: window, shift: shift, hidden: hidden,
-		norm1: newImgLayerNorm(p.Sub("norm1"), dim),
-		norm2: newImgLayerNorm(p.Sub("norm2"), dim),
-		qkvW:  newImgParam(attn, "qkv.weight", 3*dim, dim),
-		qkvB:  newImgParam(attn, "qkv.bias", 3*dim),
-		projW: newImgParam(attn, "proj.weight", dim, dim),
-		projB: newImgParam(attn, "proj.bias", dim),
-		table: newImgParam(attn, "relative_position_bias_table", side*side, heads),
-		fc1W:  newImgParam(p, "mlp.fc1.weight", hidden, dim),
-		fc1B:  newImgParam(p, "mlp.fc1.bias", hidden),
-		fc2W:  newImgParam(p, "mlp.fc2.weight", dim, hidden),
-		fc2B:  newImgParam(p, "mlp.fc2.bias", dim),
+		norm1: nn.NewLayerNorm(p.Sub("norm1"), dim, swinEps),
+		norm2: nn.NewLayerNorm(p.Sub("norm2"), dim, swinEps),
+		qkv:   nn.NewLinear(attn.Sub("qkv"), dim, 3*dim),
+		proj:  nn.NewLinear(attn.Sub("proj"), dim, dim),
+		table: attn.Weight("relative_position_bias_table", side*side, heads),
+		fc1:   nn.NewLinear(p.Sub("mlp").Sub("fc1"), dim, hidden),
+		fc2:   nn.NewLinear(p.Sub("mlp").Sub("fc2"), hidden, dim),
 	}
 }
 
@@ -158,26 +123,26 @@ func newSwinBlock(p *nn.Params, dim, heads, window, shift, hidden int) *swinBloc
 func (b *swinBlock) forward(g *nn.Graph, x *nn.Node, h, w int) *nn.Node {
 	// x + attention over the padded, shifted windows of norm1(x): norm,
 	// pad, roll, partition, W-MSA, merge, roll back and crop in one op.
-	x = g.SwinWindowAttention(x, b.norm1.w.node(g), b.norm1.b.node(g), b.qkvW.node(g), b.qkvB.node(g),
-		b.projW.node(g), b.projB.node(g), b.table.node(g), swinEps, h, w, b.heads, b.window, b.shift)
+	x = g.SwinWindowAttention(x, b.norm1.Weight.Node(g), b.norm1.Bias.Node(g), b.qkv.Weight.Node(g), b.qkv.Bias.Node(g),
+		b.proj.Weight.Node(g), b.proj.Bias.Node(g), b.table.Node(g), b.norm1.Eps, h, w, b.heads, b.window, b.shift)
 	// x + fc2(GELU(fc1(norm2(x)))): (1, h*w, hidden) -> (1, h*w, C)
-	y := g.LinearGELU(b.norm2.forward(g, x), b.fc1W.node(g), b.fc1B.node(g))
-	return g.LinearResidual(y, b.fc2W.node(g), b.fc2B.node(g), x)
+	y := b.fc1.ForwardGELU(g, b.norm2.Forward(g, x))
+	return b.fc2.ForwardResidual(g, y, x)
 }
 
 // patchMerging is PatchMerging: 2x2 neighbourhoods concatenated (after
 // padding to even sides), LayerNorm(4C), Linear(4C -> 2C, no bias).
 type patchMerging struct {
 	dim       int
-	norm      imgLayerNorm
-	reduction imgParam
+	norm      nn.LayerNorm
+	reduction nn.Linear // no bias
 }
 
 func newPatchMerging(p *nn.Params, dim int) *patchMerging {
 	return &patchMerging{
 		dim:       dim,
-		norm:      newImgLayerNorm(p.Sub("norm"), 4*dim),
-		reduction: newImgParam(p, "reduction.weight", 2*dim, 4*dim),
+		norm:      nn.NewLayerNorm(p.Sub("norm"), 4*dim, swinEps),
+		reduction: nn.NewLinearNoBias(p.Sub("reduction"), 4*dim, 2*dim),
 	}
 }
 
@@ -192,7 +157,7 @@ func (m *patchMerging) forward(g *nn.Graph, x *nn.Node, h, w int) (*nn.Node, int
 		return nil
 	}, x)
 	// LayerNorm(4C), then the reduction: (1, h2*w2, 2C)
-	return g.Linear(m.norm.forward(g, cat), m.reduction.node(g), nil), h2, w2
+	return m.reduction.Forward(g, m.norm.Forward(g, cat)), h2, w2
 }
 
 // patchMergeRows writes rows [lo, hi) of the merged map (see
@@ -268,7 +233,7 @@ type swinTransformer struct {
 	err    error // a configuration the backbone cannot be built from
 	embed  *patchEmbed
 	layers []*basicLayer
-	norms  []imgLayerNorm // one per cfg.ReturnIndices
+	norms  []nn.LayerNorm // one per cfg.ReturnIndices
 }
 
 func newSwinTransformer(p *nn.Params, cfg Config) *swinTransformer {
@@ -281,7 +246,7 @@ func newSwinTransformer(p *nn.Params, cfg Config) *swinTransformer {
 		s.layers = append(s.layers, newBasicLayer(p.Sub("layers").Index(i), cfg, i))
 	}
 	for _, i := range cfg.ReturnIndices {
-		s.norms = append(s.norms, newImgLayerNorm(p.Sub(fmt.Sprintf("norm%d", i)), cfg.SwinDim(i)))
+		s.norms = append(s.norms, nn.NewLayerNorm(p.Sub(fmt.Sprintf("norm%d", i)), cfg.SwinDim(i), swinEps))
 	}
 	return s
 }
@@ -307,7 +272,7 @@ func (s *swinTransformer) forward(g *nn.Graph, x *nn.Node, dump map[string]*nn.N
 		out, next, h2, w2 := l.forward(g, t, h, w, i, dump)
 		if k, ok := ret[i]; ok {
 			// norm<i>, then (1, C_i, h, w)
-			level := tokensToNCHW(g, s.norms[k].forward(g, out), h, w)
+			level := tokensToNCHW(g, s.norms[k].Forward(g, out), h, w)
 			imgDump(g, dump, fmt.Sprintf("backbone_l%d", k), level)
 			outs = append(outs, level)
 			sizes = append(sizes, [2]int{h, w})
