@@ -301,3 +301,21 @@ func TestBatchNormFoldTanhUnit(t *testing.T) {
 		}
 	}
 }
+
+// TestLayerNormGELU checks the fused op against LayerNorm then GELU.
+func TestLayerNormGELU(t *testing.T) {
+	rng := rand.New(rand.NewSource(22))
+	g := NewGraph()
+	x, w, b := g.Input("x", 5, 7), g.Param("w", convRand(rng, 7), 7), g.Param("b", convRand(rng, 7), 7)
+	fused, ref := g.LayerNormGELU(x, w, b, 1e-6), g.GELU(g.LayerNorm(x, w, b, 1e-6))
+	m, err := g.Compile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Exec(context.Background(), map[string][]float32{"x": convRand(rng, 35)}); err != nil {
+		t.Fatal(err)
+	}
+	if d := convMaxDiff(t, Values(fused), Values(ref)); d != 0 {
+		t.Errorf("max abs diff %g", d)
+	}
+}

@@ -49,6 +49,16 @@ func LayerNormChannels(dst, x []float32, n, c, hw int, w, b []float32, eps float
 
 // LayerNorm normalises over the last axis of x with scale w and shift b.
 func (g *Graph) LayerNorm(x, w, b *Node, eps float32) *Node {
+	return g.layerNorm("LayerNorm", x, w, b, eps, false)
+}
+
+// LayerNormGELU is GELU(LayerNorm(x, w, b)) as one op: the normalisation
+// and the exact GELU in one pass over each row.
+func (g *Graph) LayerNormGELU(x, w, b *Node, eps float32) *Node {
+	return g.layerNorm("LayerNormGELU", x, w, b, eps, true)
+}
+
+func (g *Graph) layerNorm(name string, x, w, b *Node, eps float32, gelu bool) *Node {
 	if !g.ok(x, w, b) {
 		return nil
 	}
@@ -58,8 +68,11 @@ func (g *Graph) LayerNorm(x, w, b *Node, eps float32) *Node {
 		return g.fail("layernorm: input %v, weight %v, bias %v", xs, shapeOf(w), shapeOf(b))
 	}
 	rows := prod(xs) / d
-	return g.OpFull("LayerNorm", xs, func(o []float32, v [][]float32) error {
+	return g.OpFull(name, xs, func(o []float32, v [][]float32) error {
 		LayerNormRows(o, v[0], rows, d, v[1], v[2], eps)
+		if gelu {
+			GELUSlice(o, o)
+		}
 		return nil
 	}, x, w, b)
 }

@@ -57,3 +57,8 @@ func (l layerNorm2d) forward(g *nn.Graph, x *nn.Node) *nn.Node {
 func (l layerNorm2d) forwardChannelsLast(g *nn.Graph, x *nn.Node) *nn.Node {
 	return g.LayerNorm(x, l.w.Node(g), l.b.Node(g), layerNorm2dEps)
 }
+
+// forwardChannelsLastGELU is GELU(forwardChannelsLast(x)), fused.
+func (l layerNorm2d) forwardChannelsLastGELU(g *nn.Graph, x *nn.Node) *nn.Node {
+	return g.LayerNormGELU(x, l.w.Node(g), l.b.Node(g), layerNorm2dEps)
+}

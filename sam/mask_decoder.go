@@ -271,7 +271,7 @@ func newOutputUpscaling(p *nn.Params, dim int) outputUpscaling {
 // written out.
 func (u outputUpscaling) masks(g *nn.Graph, src, hyperIn *nn.Node, e int) *nn.Node {
 	x := u.conv0.forward(g, src)                  // (E*E*4, D/4)
-	x = g.GELU(u.norm1.forwardChannelsLast(g, x)) // LayerNorm2d over each pixel's D/4 channels, GELU
+	x = u.norm1.forwardChannelsLastGELU(g, x)     // LayerNorm2d over each pixel's D/4 channels, GELU
 	return maskProduct(g, x, u.conv3, hyperIn, e) // ConvT, GELU, hyper_in @ upscaled: (M, 4E*4E)
 }
 
