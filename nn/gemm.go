@@ -137,7 +137,8 @@ type gemmCall struct {
 	mu     sync.Mutex   // guards gen and open
 	gen    uint64       // bumped for every parallel phase; stale helpers see a mismatch
 	open   bool         // helpers may still join
-	active atomic.Int32 // helpers inside the phase
+	active atomic.Int64 // helpers inside the phase
+	waiter waiter       // the caller waiting for active to drop to zero
 }
 
 // gemmScratch is one participant's packed A block and edge tile.
@@ -361,12 +362,17 @@ func gemmWorker() {
 		if !ok {
 			msg = <-gemmQueue
 		}
-		if msg.t != nil {
-			msg.t.help()
-			continue
-		}
-		msg.g.help(msg.gen)
+		msg.run()
 	}
+}
+
+// run helps with the work msg offers.
+func (msg gemmMsg) run() {
+	if msg.t != nil {
+		msg.t.help()
+		return
+	}
+	msg.g.help(msg.gen)
 }
 
 // pollGemmQueue polls gemmQueue for up to gemmSpin, yielding the processor
@@ -400,7 +406,9 @@ func (g *gemmCall) help(gen uint64) {
 	g.active.Add(1)
 	g.mu.Unlock()
 	g.runUnits()
-	g.active.Add(-1)
+	if g.active.Add(-1) == 0 {
+		g.waiter.wake()
+	}
 }
 
 // parallel runs units of a phase on the calling goroutine and on up to
@@ -431,13 +439,8 @@ func (g *gemmCall) parallel(phase, units, threads int) {
 	g.mu.Lock()
 	g.open = false // no helper joins from now on
 	g.mu.Unlock()
-	// Helpers still inside are finishing their last unit: wait by polling
-	// (parking would add a slow wake-up), yielding now and then.
-	for i := 0; g.active.Load() > 0; i++ {
-		if i%64 == 63 {
-			runtime.Gosched()
-		}
-	}
+	// Helpers still inside are finishing their last unit: wait for them.
+	waitFor(&g.active, &g.waiter, false)
 }
 
 // runUnits takes units of the current phase until there are none left.
