@@ -45,7 +45,19 @@ func MSDeformAttnInto(dst, value []float32, shapes [][2]int, starts []int, heads
 	if nq == 0 || dim == 0 {
 		return nil
 	}
+	return msDeformAttn(dst, value, shapes, starts, heads, hd, loc, attn, nq, points, true)
+}
+
+// msDeformAttn is MSDeformAttnInto after the checks; fast allows the
+// assembly kernel (deformFastTab).
+func msDeformAttn(dst, value []float32, shapes [][2]int, starts []int, heads, hd int, loc, attn []float32, nq, points int, fast bool) error {
+	levels := len(shapes)
+	dim := heads * hd
 	lp := levels * points
+	if fast && deformFast(shapes, heads, hd, points, len(value)) {
+		msDeformAttnAVX2(dst, value, shapes, starts, heads, hd, loc, attn, nq, points)
+		return nil
+	}
 	ParallelFor((nq+msDeformBlock-1)/msDeformBlock, func(lo, hi int) {
 		// The taps of one query and head: value offsets and weights.
 		off := make([]int, 0, 4*lp)
