@@ -73,7 +73,7 @@ func ffnResidual(g *nn.Graph, x *nn.Node, linear1, linear2 encLinear) *nn.Node {
 		p1 := pc1.B(true, d, ffn, w1, d)   // W1^T (d, ffn)
 		p2 := pc2.B(true, ffn, d, w2, ffn) // W2^T (ffn, d)
 		nn.ParallelFor((rows+ffnBlockRows-1)/ffnBlockRows, func(lo, hi int) {
-			hid := nn.Buffer(ffnBlockRows * ffn)
+			hid := nn.Scratch(ffnBlockRows * ffn) // overwritten by the first product
 			defer nn.Recycle(hid)
 			for b := lo; b < hi; b++ {
 				r0, r := b*ffnBlockRows, min(ffnBlockRows, rows-b*ffnBlockRows)
