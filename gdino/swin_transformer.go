@@ -160,9 +160,9 @@ func (b *swinBlock) forward(g *nn.Graph, x *nn.Node, h, w int) *nn.Node {
 	// pad, roll, partition, W-MSA, merge, roll back and crop in one op.
 	x = g.SwinWindowAttention(x, b.norm1.w.node(g), b.norm1.b.node(g), b.qkvW.node(g), b.qkvB.node(g),
 		b.projW.node(g), b.projB.node(g), b.table.node(g), swinEps, h, w, b.heads, b.window, b.shift)
-	// x + fc2(GELU(fc1(norm2(x)))): (1, h*w, hidden) -> (1, h*w, C)
-	y := g.LinearGELU(b.norm2.forward(g, x), b.fc1W.node(g), b.fc1B.node(g))
-	return g.LinearResidual(y, b.fc2W.node(g), b.fc2B.node(g), x)
+	// x + fc2(GELU(fc1(norm2(x)))) over blocks of rows, the (1, h*w,
+	// hidden) values never formed whole
+	return mlpResidual(g, "SwinMLP", b.norm2.forward(g, x), x, b.fc1W.node(g), b.fc1B.node(g), b.fc2W.node(g), b.fc2B.node(g), actGELU)
 }
 
 // patchMerging is PatchMerging: 2x2 neighbourhoods concatenated (after

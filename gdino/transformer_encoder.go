@@ -50,14 +50,8 @@ func (l *deformableTransformerEncoderLayer) forward(g *nn.Graph, src, pos, ref *
 	return sa, out
 }
 
-// ffnBlockRows is how many rows one task of ffnResidual handles: their
-// hidden values (ffnBlockRows x 2048 at full size, 2 MiB) stay in the
-// core's cache between the two products.
-const ffnBlockRows = 256
-
 // ffnResidual is forward_ffn before its norm, x + linear2(relu(linear1(x)))
-// for x (rows, d), as one op over blocks of rows, so that the (rows, ffn)
-// hidden values are never formed whole: (rows, d).
+// for x (rows, d), as one op over blocks of rows (mlpResidual).
 func ffnResidual(g *nn.Graph, x *nn.Node, linear1, linear2 encLinear) *nn.Node {
 	if x == nil {
 		return nil
@@ -66,33 +60,7 @@ func ffnResidual(g *nn.Graph, x *nn.Node, linear1, linear2 encLinear) *nn.Node {
 	if len(xs) != 2 || xs[1] != linear1.in || linear2.in != linear1.out || linear2.out != linear1.in {
 		return g.Errorf("gdino: ffn: input %v for linears %d -> %d -> %d", xs, linear1.in, linear1.out, linear2.out)
 	}
-	rows, d, ffn := xs[0], xs[1], linear1.out
-	pc1, pc2 := new(nn.PackCache), new(nn.PackCache) // the weights' packing, kept between runs
-	return g.OpFull("FFN", xs, func(out []float32, in [][]float32) error {
-		x, w1, b1, w2, b2 := in[0], in[1], in[2], in[3], in[4]
-		p1 := pc1.B(true, d, ffn, w1, d)   // W1^T (d, ffn)
-		p2 := pc2.B(true, ffn, d, w2, ffn) // W2^T (ffn, d)
-		nn.ParallelFor((rows+ffnBlockRows-1)/ffnBlockRows, func(lo, hi int) {
-			hid := nn.Scratch(ffnBlockRows * ffn) // overwritten by the first product
-			defer nn.Recycle(hid)
-			for b := lo; b < hi; b++ {
-				r0, r := b*ffnBlockRows, min(ffnBlockRows, rows-b*ffnBlockRows)
-				h, xb, ob := hid[:r*ffn], x[r0*d:(r0+r)*d], out[r0*d:(r0+r)*d]
-				// h (r, ffn) = relu(x W1^T + b1), the bias and the ReLU
-				// applied by the product's kernel
-				nn.GemmPackedBias(false, r, xb, d, p1, b1, true, h, ffn)
-				// out (r, d) = x + b2 + h W2^T
-				for i := 0; i < r; i++ {
-					o, xr := ob[i*d:(i+1)*d], xb[i*d:(i+1)*d]
-					for c := range o {
-						o[c] = xr[c] + b2[c]
-					}
-				}
-				nn.GemmPacked(false, r, 1, h, ffn, p2, 1, ob, d)
-			}
-		})
-		return nil
-	}, x, linear1.w.node(g), linear1.b.node(g), linear2.w.node(g), linear2.b.node(g))
+	return mlpResidual(g, "FFN", x, x, linear1.w.node(g), linear1.b.node(g), linear2.w.node(g), linear2.b.node(g), actReLU)
 }
 
 // encoder is TransformerEncoder with its text enhancer and fusion layers.
