@@ -523,7 +523,16 @@ func (g *gemmCall) packA(ap []float32, i0, rows int) {
 // packed in order, each overwriting its predecessor's spill.
 func packTransposed(dst []float32, stride int, src []float32, base, ld, rows, kc int) {
 	p0 := 0
-	if hasPackT8 && rows == stride && kc >= 4 {
+	if hasPackT8 && rows == 6 && stride == 6 && kc >= 4 {
+		// The AVX2 kernel's A panels: six rows, no lane to spare.
+		kc4 := kc &^ 3
+		if len(dst) >= kc4*6 {
+			_ = src[base+5*ld+kc-1] // every row read is in bounds
+			offs := [6]int{base, base + ld, base + 2*ld, base + 3*ld, base + 4*ld, base + 5*ld}
+			packT6(dst, src, &offs, kc4)
+			p0 = kc4
+		}
+	} else if hasPackT8 && rows == stride && kc >= 4 {
 		kc4 := kc &^ 3
 		last := (rows - 1) / 8 * 8
 		if len(dst) >= (kc4-1)*stride+last+8 {

@@ -24,6 +24,15 @@ func packT8(dst, src []float32, offs *[8]int, kc4, stride int) {
 }
 
 //go:noescape
+func packT6AVX(dst, src []float32, offs *[6]int, kc4 int)
+
+// packT6 sets dst[p*6+q] = src[offs[q]+p] for q < 6, p < kc4 (a multiple
+// of 4), writing nothing past step kc4-1. The caller checks the bounds.
+func packT6(dst, src []float32, offs *[6]int, kc4 int) {
+	packT6AVX(dst, src, offs, kc4)
+}
+
+//go:noescape
 func gemmKernel6x16AVX2(kc int, a, b, c []float32, ldc int, alpha, beta float32)
 
 //go:noescape

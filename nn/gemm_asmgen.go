@@ -60,6 +60,7 @@ func main() {
 	fmt.Fprintf(&w, "#include \"textflag.h\"\n\n")
 	cpuid(&w)
 	packT8(&w)
+	packT6(&w)
 	for _, k := range kernels {
 		gen(&w, k)
 	}
@@ -127,6 +128,67 @@ packT8AVX_loop:
 	JNZ packT8AVX_loop
 packT8AVX_done:
 	VZEROUPPER
+	RET
+
+`)
+}
+
+// packT6 transposes 6 rows into interleaved steps, the AVX2 kernel's A
+// micro-panels: for p < kc4 (a multiple of 4), dst[p*6+q] = src[offs[q]+p]
+// for q < 6, four steps (24 floats) per iteration: a 4x4 transpose of rows
+// 0-3 and an interleave of rows 4-5, stored as 16- and 8-byte pieces, with
+// no write past step kc4-1.
+func packT6(w *bytes.Buffer) {
+	w.WriteString(`// func packT6AVX(dst, src []float32, offs *[6]int, kc4 int)
+TEXT ·packT6AVX(SB), NOSPLIT, $0-64
+	MOVQ dst_base+0(FP), DI
+	MOVQ src_base+24(FP), SI
+	MOVQ offs+48(FP), R12
+	MOVQ kc4+56(FP), R13
+	MOVQ 0(R12), AX
+	MOVQ 8(R12), BX
+	MOVQ 16(R12), CX
+	MOVQ 24(R12), DX
+	MOVQ 32(R12), R8
+	MOVQ 40(R12), R9
+	SHLQ $2, AX
+	SHLQ $2, BX
+	SHLQ $2, CX
+	SHLQ $2, DX
+	SHLQ $2, R8
+	SHLQ $2, R9
+	SHRQ $2, R13
+	JZ packT6AVX_done
+packT6AVX_loop:
+	VMOVUPS (SI)(AX*1), X0
+	VMOVUPS (SI)(BX*1), X1
+	VMOVUPS (SI)(CX*1), X2
+	VMOVUPS (SI)(DX*1), X3
+	VMOVUPS (SI)(R8*1), X4
+	VMOVUPS (SI)(R9*1), X5
+	VUNPCKLPS X1, X0, X6
+	VUNPCKHPS X1, X0, X7
+	VUNPCKLPS X3, X2, X8
+	VUNPCKHPS X3, X2, X9
+	VMOVLHPS X8, X6, X0
+	VMOVHLPS X6, X8, X1
+	VMOVLHPS X9, X7, X2
+	VMOVHLPS X7, X9, X3
+	VUNPCKLPS X5, X4, X10
+	VUNPCKHPS X5, X4, X11
+	VMOVUPS X0, (DI)
+	VMOVQ X10, 16(DI)
+	VMOVUPS X1, 24(DI)
+	VMOVHPS X10, 40(DI)
+	VMOVUPS X2, 48(DI)
+	VMOVQ X11, 64(DI)
+	VMOVUPS X3, 72(DI)
+	VMOVHPS X11, 88(DI)
+	ADDQ $96, DI
+	ADDQ $16, SI
+	DECQ R13
+	JNZ packT6AVX_loop
+packT6AVX_done:
 	RET
 
 `)
