@@ -64,6 +64,11 @@ type gemmKernel struct {
 	// on the tile: bias[j] added on every row (bias nil: none), then the
 	// ReLU when relu is not 0.
 	fnEp func(kc int, a, b, c []float32, ldc int, alpha, beta float32, bias *float32, relu int)
+	// edge[r] and edgeEp[r], where not nil, are fn and fnEp for the
+	// first r < mr rows of an A panel (the last rows of C): they write
+	// only those rows.
+	edge   []func(kc int, a, b, c []float32, ldc int, alpha, beta float32)
+	edgeEp []func(kc int, a, b, c []float32, ldc int, alpha, beta float32, bias *float32, relu int)
 }
 
 // gemmEpilogue is what a product applies to C after its last depth block,
@@ -624,6 +629,20 @@ func (g *gemmCall) computeUnit(u int, s *gemmScratch) {
 				default:
 					kern.fn(kc, apan, bpan, c[i*ldc+j:], ldc, g.alpha, g.betaEff)
 					ep.apply(c[i*ldc+j:], ldc, mr, nr, j)
+				}
+				continue
+			}
+			if cols == nr && rs < len(kern.edge) && kern.edge[rs] != nil {
+				// The last rows of C, by a kernel of as many rows.
+				cc := c[i*ldc+j : (i+rs-1)*ldc+j+nr]
+				switch {
+				case ep == nil:
+					kern.edge[rs](kc, apan, bpan, cc, ldc, g.alpha, g.betaEff)
+				case kern.edgeEp[rs] != nil:
+					kern.edgeEp[rs](kc, apan, bpan, cc, ldc, g.alpha, g.betaEff, bias, relu)
+				default:
+					kern.edge[rs](kc, apan, bpan, cc, ldc, g.alpha, g.betaEff)
+					ep.apply(cc, ldc, rs, nr, j)
 				}
 				continue
 			}

@@ -29,6 +29,17 @@ type kernel struct {
 	mr   int    // rows of the tile (broadcast A values)
 	nv   int    // vectors per row; NR = nv * lanes
 	ep   bool   // takes an epilogue: C = relu?(alpha*A*B + beta*C + bias)
+	// stride is the floats per step of the A panel when it holds more
+	// rows than the kernel computes (an edge kernel); 0: mr.
+	stride int
+}
+
+// aStride is the floats per step of the kernel's A panel.
+func (k kernel) aStride() int {
+	if k.stride != 0 {
+		return k.stride
+	}
+	return k.mr
 }
 
 func (k kernel) lanes() int {
@@ -49,6 +60,16 @@ var kernels = []kernel{
 	{name: "gemmKernel6x16AVX2", isa: "avx2", mr: 6, nv: 2},
 	{name: "gemmKernel6x16AVX2Ep", isa: "avx2", mr: 6, nv: 2, ep: true},
 	{name: "gemmKernel14x32AVX512", isa: "avx512", mr: 14, nv: 2},
+}
+
+// The AVX2 kernel's edge kernels: rows 1 to 5 of a 6-row A panel (the
+// panel's stride stays 6), for the last rows of C.
+func init() {
+	for mr := 1; mr < 6; mr++ {
+		kernels = append(kernels,
+			kernel{name: fmt.Sprintf("gemmKernel%dx16AVX2", mr), isa: "avx2", mr: mr, nv: 2, stride: 6},
+			kernel{name: fmt.Sprintf("gemmKernel%dx16AVX2Ep", mr), isa: "avx2", mr: mr, nv: 2, stride: 6, ep: true})
+	}
 }
 
 const unroll = 4
@@ -255,7 +276,7 @@ func gen(w *bytes.Buffer, k kernel) {
 		}
 	}
 	step := func(s int) {
-		aoff := s * k.mr * 4
+		aoff := s * k.aStride() * 4
 		boff := s * nr * 4
 		for v := 0; v < k.nv; v++ {
 			p("VMOVUPS %d(DI), %s", boff+v*vb, bReg(v))
@@ -275,7 +296,7 @@ func gen(w *bytes.Buffer, k kernel) {
 	for s := 0; s < unroll; s++ {
 		step(s)
 	}
-	p("ADDQ $%d, SI", unroll*k.mr*4)
+	p("ADDQ $%d, SI", unroll*k.aStride()*4)
 	p("ADDQ $%d, DI", unroll*nr*4)
 	p("DECQ CX")
 	p("JNZ %s_loop", k.name)
@@ -284,7 +305,7 @@ func gen(w *bytes.Buffer, k kernel) {
 	p("JZ %s_done", k.name)
 	fmt.Fprintf(w, "%s_tailloop:\n", k.name)
 	step(0)
-	p("ADDQ $%d, SI", k.mr*4)
+	p("ADDQ $%d, SI", k.aStride()*4)
 	p("ADDQ $%d, DI", nr*4)
 	p("DECQ DX")
 	p("JNZ %s_tailloop", k.name)

@@ -105,7 +105,10 @@ func runGemmCasePacked(t *testing.T, rng *rand.Rand, kern *gemmKernel, threads i
 	lda, ldb, ldc := ac+tc.pad, bc+tc.pad, tc.n+tc.pad
 	a := randFloats(rng, max(ar*lda, 1))
 	b := randFloats(rng, max(br*ldb, 1))
-	c := randFloats(rng, max(tc.m*ldc, 1))
+	// C is followed by a guard of six rows that must stay untouched.
+	cg := randFloats(rng, max(tc.m*ldc, 1)+6*ldc)
+	c, guard := cg[:max(tc.m*ldc, 1)], cg[max(tc.m*ldc, 1):]
+	guard0 := append([]float32(nil), guard...)
 	const sentinel = 12345
 	for i := 0; i < tc.m; i++ {
 		for j := tc.n; j < ldc; j++ {
@@ -144,6 +147,11 @@ func runGemmCasePacked(t *testing.T, rng *rand.Rand, kern *gemmKernel, threads i
 		gemmPre(kern, threads, pb, tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, c, ldc)
 	default:
 		gemmWith(kern, threads, tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, c, ldc)
+	}
+	for i := range guard {
+		if guard[i] != guard0[i] {
+			t.Fatalf("wrote past C, at %d of the guard", i)
+		}
 	}
 	tol := 1e-5 * float64(max(tc.k, 1))
 	for i := 0; i < tc.m; i++ {
