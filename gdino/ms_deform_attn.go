@@ -102,12 +102,17 @@ func (m *msDeformAttn) forwardDump(g *nn.Graph, query, value, ref *nn.Node, shap
 	if len(qs) != 2 || qs[1] != m.dim || len(rs) != 3 || rs[0] != qs[0] || rs[1] != m.levels || (rs[2] != 2 && rs[2] != 4) {
 		return g.Errorf("gdino: ms deform attn: query %v and reference %v (want (Nq, %d) and (Nq, %d, 2 or 4))", qs, rs, m.dim, m.levels)
 	}
-	v := m.valueProj.forward(g, value)                                   // (S, dim)
-	off := m.samplingOffsets.forward(g, query)                           // (Nq, heads*levels*points*2)
-	loc := samplingLocations(g, off, ref, shapes, m.heads, m.points)     // (Nq, heads, levels, points, 2)
-	w := m.softmaxWeights(g, m.attentionWeights.forward(g, query))       // (Nq, heads, levels, points)
-	core := g.MSDeformAttn(v, loc, w, shapes, starts, m.heads, m.points) // (Nq, dim)
-	out := m.outputProj.forward(g, core)                                 // (Nq, dim)
+	off := m.samplingOffsets.forward(g, query)                       // (Nq, heads*levels*points*2)
+	loc := samplingLocations(g, off, ref, shapes, m.heads, m.points) // (Nq, heads, levels, points, 2)
+	w := m.softmaxWeights(g, m.attentionWeights.forward(g, query))   // (Nq, heads, levels, points)
+	var v, core *nn.Node
+	if vs := nn.Shape(value); dump == nil && len(vs) == 2 && m.projectAfter(qs[0], vs[0]) {
+		core = m.coreProjected(g, value, loc, w, shapes, starts) // (Nq, dim)
+	} else {
+		v = m.valueProj.forward(g, value)                                   // (S, dim)
+		core = g.MSDeformAttn(v, loc, w, shapes, starts, m.heads, m.points) // (Nq, dim)
+	}
+	out := m.outputProj.forward(g, core) // (Nq, dim)
 	if dump != nil {
 		for name, n := range map[string]*nn.Node{"_value": v, "_sampling_locations": loc, "_attention_weights": w, "_core": core} {
 			if n != nil {
@@ -116,6 +121,33 @@ func (m *msDeformAttn) forwardDump(g *nn.Graph, query, value, ref *nn.Node, shap
 		}
 	}
 	return out
+}
+
+// projectAfter reports whether nq queries over a value of s rows should
+// sample the unprojected value and project their sums (coreProjected):
+// when that is under half the multiply-adds of projecting all s rows (the
+// decoder's 900 queries over the image memory, not the encoder's
+// self-attention).
+func (m *msDeformAttn) projectAfter(nq, s int) bool {
+	hd := m.dim / m.heads
+	return 2*nq*m.heads*(4*m.levels*m.points+hd) < s*m.dim
+}
+
+// coreProjected is the sampling core over value_proj(value) without
+// forming the projected value (nn.MSDeformAttnProjInto): the same sums up
+// to the float32 rounding order.
+func (m *msDeformAttn) coreProjected(g *nn.Graph, value, loc, w *nn.Node, shapes [][2]int, starts []int) *nn.Node {
+	if loc == nil || w == nil {
+		return nil
+	}
+	vs := nn.Shape(value)
+	nq := nn.Shape(loc)[0]
+	shapes = append([][2]int(nil), shapes...)
+	starts = append([]int(nil), starts...)
+	hd := m.dim / m.heads
+	return g.OpFull("MSDeformAttnProj", []int{nq, m.dim}, func(out []float32, in [][]float32) error {
+		return nn.MSDeformAttnProjInto(out, in[0], vs[1], in[3], in[4], shapes, starts, m.heads, hd, in[1], in[2], nq, m.points)
+	}, value, loc, w, m.valueProj.w.node(g), m.valueProj.b.node(g))
 }
 
 // softmaxWeights is attention_weights' softmax over the levels*points

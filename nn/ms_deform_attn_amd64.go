@@ -146,3 +146,42 @@ func msDeformAttnAVX2(dst, value []float32, shapes [][2]int, starts []int, heads
 		}
 	})
 }
+
+// deformOnes is the value the weight sums are gathered from: every tap
+// reads it (a row stride of 0), adding its weight to every lane.
+var deformOnes = [32]float32{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}
+
+// msDeformGather sets gathered[q, h, :] to the weighted sum of the memory
+// rows query q's head h samples (the taps of MSDeformAttnInto over rows
+// of dimIn values) and wsum[q, h] to the sum of their weights. With AVX2
+// a query-head's row is gathered in 32-value pieces, items of one
+// deformItems32AVX2 call sharing its taps, and the weight sums are
+// gathered from deformOnes.
+func msDeformGather(gathered, wsum, memory []float32, dimIn int, shapes [][2]int, starts []int, heads int, loc, attn []float32, nq, points int) {
+	lp := len(shapes) * points
+	if !deformFast(shapes, 1, 32, points, len(memory)) || dimIn%32 != 0 || 4*lp*max(dimIn/32, heads) > deformMaxTaps {
+		msDeformGatherGo(gathered, wsum, memory, dimIn, shapes, starts, heads, loc, attn, nq, points)
+		return
+	}
+	groups := lp / 8
+	ParallelFor((nq+msDeformBlock-1)/msDeformBlock, func(lo, hi int) {
+		t := newDeformTab(shapes, starts, points, dimIn)
+		t.dstStep, t.locStep, t.attnStep, t.valStep = 4*32, 0, 0, 4*32
+		ones := newDeformTab(shapes, starts, points, 0)
+		ones.dstStep, ones.locStep, ones.attnStep, ones.valStep = 4*32, 4*2*lp, 4*lp, 0
+		sums := make([]float32, 32*heads)
+		for q := lo * msDeformBlock; q < min(hi*msDeformBlock, nq); q++ {
+			i := q * heads * lp // the query's first slot
+			_, _ = loc[2*(i+heads*lp)-1], attn[i+heads*lp-1]
+			for h := 0; h < heads; h++ {
+				j := i + h*lp
+				g := gathered[(q*heads+h)*dimIn : (q*heads+h+1)*dimIn]
+				deformItems32AVX2(g, memory, loc[2*j:], attn[j:], t, dimIn/32, groups)
+			}
+			deformItems32AVX2(sums, deformOnes[:], loc[2*i:], attn[i:], ones, heads, groups)
+			for h := 0; h < heads; h++ {
+				wsum[q*heads+h] = sums[h*32]
+			}
+		}
+	})
+}

@@ -12,3 +12,10 @@ func deformFast(shapes [][2]int, heads, hd, points, nvalue int) bool { return fa
 
 func msDeformAttnAVX2(dst, value []float32, shapes [][2]int, starts []int, heads, hd int, loc, attn []float32, nq, points int) {
 }
+
+// msDeformGather sets gathered[q, h, :] to the weighted sum of the memory
+// rows query q's head h samples (the taps of MSDeformAttnInto over rows
+// of dimIn values) and wsum[q, h] to the sum of their weights.
+func msDeformGather(gathered, wsum, memory []float32, dimIn int, shapes [][2]int, starts []int, heads int, loc, attn []float32, nq, points int) {
+	msDeformGatherGo(gathered, wsum, memory, dimIn, shapes, starts, heads, loc, attn, nq, points)
+}
