@@ -179,21 +179,29 @@ func samplingLocations(g *nn.Graph, off, ref *nn.Node, shapes [][2]int, heads, p
 	shapes = append([][2]int(nil), shapes...)
 	return g.OpFull("deform.locations", []int{nq, heads, levels, points, 2}, func(out []float32, in [][]float32) error {
 		o, r := in[0], in[1]
+		lp2 := levels * points * 2
 		nn.ParallelFor(nq, func(q0, q1 int) {
 			for q := q0; q < q1; q++ {
+				rq := r[q*levels*rd : (q+1)*levels*rd]
 				for h := 0; h < heads; h++ {
+					i := (q*heads + h) * lp2
+					oh, dh := o[i:i+lp2], out[i:i+lp2]
 					for l, sh := range shapes {
-						rq := r[(q*levels+l)*rd : (q*levels+l+1)*rd]
-						for p := 0; p < points; p++ {
-							i := 2 * (((q*heads+h)*levels+l)*points + p)
-							ox, oy := o[i], o[i+1]
-							if rd == 2 {
-								out[i] = rq[0] + ox/float32(sh[1])
-								out[i+1] = rq[1] + oy/float32(sh[0])
-							} else {
-								out[i] = rq[0] + ox/float32(points)*rq[2]*0.5
-								out[i+1] = rq[1] + oy/float32(points)*rq[3]*0.5
+						ol, dl := oh[l*points*2:(l+1)*points*2], dh[l*points*2:(l+1)*points*2]
+						dl = dl[:len(ol)]
+						rl := rq[l*rd : (l+1)*rd]
+						if rd == 2 {
+							rx, ry, w, hh := rl[0], rl[1], float32(sh[1]), float32(sh[0])
+							for p := 0; p+1 < len(ol); p += 2 {
+								dl[p] = rx + ol[p]/w
+								dl[p+1] = ry + ol[p+1]/hh
 							}
+							continue
+						}
+						rl = rl[:4]
+						for p := 0; p+1 < len(ol); p += 2 {
+							dl[p] = rl[0] + ol[p]/float32(points)*rl[2]*0.5
+							dl[p+1] = rl[1] + ol[p+1]/float32(points)*rl[3]*0.5
 						}
 					}
 				}
