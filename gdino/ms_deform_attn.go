@@ -34,7 +34,7 @@ func newEncLinear(p *nn.Params, in, out int) encLinear {
 
 // forward is x (..., in) -> (..., out).
 func (l encLinear) forward(g *nn.Graph, x *nn.Node) *nn.Node {
-	return g.Linear(x, l.w.node(g), l.b.node(g))
+	return linearOp(g, x, l.w.node(g), l.b.node(g))
 }
 
 // residual is res + forward(x), fused.

@@ -36,7 +36,39 @@ func (l linear) bias(g *nn.Graph) *nn.Node   { return g.Param(l.name+".bias", l.
 
 // forward is x (..., in) -> (..., out).
 func (l linear) forward(g *nn.Graph, x *nn.Node) *nn.Node {
-	return g.Linear(x, l.weight(g), l.bias(g))
+	return linearOp(g, x, l.weight(g), l.bias(g))
+}
+
+// linearManyRows is the number of rows from which linearOp multiplies
+// unpacked with the bias added by the product's kernel; up to it
+// Graph.Linear keeps the weight packed between runs.
+const linearManyRows = 256
+
+// linearOp is Graph.Linear, x (..., in), w (out, in), b (out) or nil ->
+// (..., out), with the bias added by the product's kernel (nn.GemmBias)
+// when there are many rows, instead of filled into the output first and
+// read back by the product: the same values.
+func linearOp(g *nn.Graph, x, w, b *nn.Node) *nn.Node {
+	xs, ws := nn.Shape(x), nn.Shape(w)
+	if x == nil || w == nil || len(xs) == 0 || len(ws) != 2 || ws[1] != xs[len(xs)-1] ||
+		b != nil && prodInts(nn.Shape(b)) != ws[0] || prodInts(xs)/ws[1] <= linearManyRows {
+		return g.Linear(x, w, b) // which reports any error
+	}
+	in, out := ws[1], ws[0]
+	rows := prodInts(xs) / in
+	os := append(append([]int(nil), xs[:len(xs)-1]...), out)
+	ins := []*nn.Node{x, w}
+	if b != nil {
+		ins = append(ins, b)
+	}
+	return g.OpFull("Linear", os, func(o []float32, v [][]float32) error {
+		var bias []float32
+		if len(v) == 3 {
+			bias = v[2]
+		}
+		nn.GemmBias(false, true, rows, out, in, v[0], in, v[1], in, bias, false, o, out)
+		return nil
+	}, ins...)
 }
 
 // forwardReLU is relu(forward(x)) as one op: x (rows, in) -> (rows, out),
@@ -71,9 +103,10 @@ func (l linear) residual(g *nn.Graph, x, res *nn.Node) *nn.Node {
 	return g.LinearResidual(x, l.weight(g), l.bias(g), res)
 }
 
-// apply computes dst (rows, out) = x (rows, in) w^T + b in plain Go.
+// apply computes dst (rows, out) = x (rows, in) w^T + b outside a graph,
+// the bias added by the product's kernel.
 func (l linear) apply(dst, x []float32, rows int) {
-	nn.LinearRows(dst, x, rows, l.in, l.w, l.out, l.b)
+	nn.GemmBias(false, true, rows, l.out, l.in, x, l.in, l.w, l.in, l.b, false, dst, l.out)
 }
 
 // layerNorm is a torch nn.LayerNorm over the last axis (eps 1e-5).
