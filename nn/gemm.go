@@ -60,6 +60,10 @@ type gemmKernel struct {
 	mc     int // most rows of a packed A block (kept in L2)
 	nc     int // most columns of a packed B block (kept in L3), multiple of nr
 	fn     func(kc int, a, b, c []float32, ldc int, alpha, beta float32)
+	// fnPF, when not nil, is fn prefetching C first when beta is not 0:
+	// for the first depth block of a C the caller filled (it may be far
+	// in memory).
+	fnPF func(kc int, a, b, c []float32, ldc int, alpha, beta float32)
 	// fnEp, when not nil, is fn followed by the epilogue of gemmEpilogue
 	// on the tile: bias[j] added on every row (bias nil: none), then the
 	// ReLU when relu is not 0.
@@ -598,6 +602,10 @@ func (g *gemmCall) computeUnit(u int, s *gemmScratch) {
 	}
 	g.packA(s.ap, i0, rows)
 	c, ldc := g.c, g.ldc
+	fn := kern.fn
+	if g.pc == 0 && g.betaEff != 0 && kern.fnPF != nil {
+		fn = kern.fnPF
+	}
 	var ep *gemmEpilogue
 	if g.pc+kc == g.k {
 		ep = g.ep // the last depth block
@@ -623,7 +631,7 @@ func (g *gemmCall) computeUnit(u int, s *gemmScratch) {
 			if rs == mr && cols == nr {
 				switch {
 				case ep == nil:
-					kern.fn(kc, apan, bpan, c[i*ldc+j:], ldc, g.alpha, g.betaEff)
+					fn(kc, apan, bpan, c[i*ldc+j:], ldc, g.alpha, g.betaEff)
 				case kern.fnEp != nil:
 					kern.fnEp(kc, apan, bpan, c[i*ldc+j:], ldc, g.alpha, g.betaEff, bias, relu)
 				default:

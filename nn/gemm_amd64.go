@@ -36,6 +36,9 @@ func packT6(dst, src []float32, offs *[6]int, kc4 int) {
 func gemmKernel6x16AVX2(kc int, a, b, c []float32, ldc int, alpha, beta float32)
 
 //go:noescape
+func gemmKernel6x16AVX2PF(kc int, a, b, c []float32, ldc int, alpha, beta float32)
+
+//go:noescape
 func gemmKernel6x16AVX2Ep(kc int, a, b, c []float32, ldc int, alpha, beta float32, bias *float32, relu int)
 
 //go:noescape
@@ -76,7 +79,7 @@ func gemmKernel5x16AVX2Ep(kc int, a, b, c []float32, ldc int, alpha, beta float3
 var gemmAVX2 = &gemmKernel{
 	name: "avx2-6x16", mr: 6, nr: 16,
 	kc: 512, mc: 144, nc: 3072,
-	fn: gemmKernel6x16AVX2, fnEp: gemmKernel6x16AVX2Ep,
+	fn: gemmKernel6x16AVX2, fnPF: gemmKernel6x16AVX2PF, fnEp: gemmKernel6x16AVX2Ep,
 	edge: []func(kc int, a, b, c []float32, ldc int, alpha, beta float32){
 		nil, gemmKernel1x16AVX2, gemmKernel2x16AVX2, gemmKernel3x16AVX2, gemmKernel4x16AVX2, gemmKernel5x16AVX2,
 	},
@@ -141,3 +144,4 @@ func detectCPU() cpuFeatures {
 	f.AVX512F = osZMM && ebx7&(1<<16) != 0
 	return f
 }
+

@@ -29,6 +29,12 @@ type kernel struct {
 	mr   int    // rows of the tile (broadcast A values)
 	nv   int    // vectors per row; NR = nv * lanes
 	ep   bool   // takes an epilogue: C = relu?(alpha*A*B + beta*C + bias)
+	// pfC: when beta is not 0, prefetch the C tile before the loop, so
+	// that the epilogue does not wait for it: for the first depth block
+	// of a C the caller filled (a residual), which may be far in memory.
+	// With beta 0 C is only written, and for later depth blocks it is
+	// in cache: there fetching it early costs more than it saves.
+	pfC bool
 	// stride is the floats per step of the A panel when it holds more
 	// rows than the kernel computes (an edge kernel); 0: mr.
 	stride int
@@ -58,6 +64,7 @@ func (k kernel) reg(i int) string {
 
 var kernels = []kernel{
 	{name: "gemmKernel6x16AVX2", isa: "avx2", mr: 6, nv: 2},
+	{name: "gemmKernel6x16AVX2PF", isa: "avx2", mr: 6, nv: 2, pfC: true},
 	{name: "gemmKernel6x16AVX2Ep", isa: "avx2", mr: 6, nv: 2, ep: true},
 	{name: "gemmKernel14x32AVX512", isa: "avx512", mr: 14, nv: 2},
 }
@@ -268,6 +275,22 @@ func gen(w *bytes.Buffer, k kernel) {
 	p("MOVQ kc+0(FP), CX")
 	p("MOVQ a_base+8(FP), SI")
 	p("MOVQ b_base+32(FP), DI")
+	if k.pfC {
+		p("MOVL beta+92(FP), AX")
+		p("SHLL $1, AX")
+		p("JZ %s_nopf", k.name)
+		p("MOVQ c_base+56(FP), R8")
+		p("MOVQ ldc+80(FP), R9")
+		p("SHLQ $2, R9")
+		for i := 0; i < k.mr; i++ {
+			p("PREFETCHT0 (R8)")
+			p("PREFETCHT0 %d(R8)", nr*4-4)
+			if i < k.mr-1 {
+				p("ADDQ R9, R8")
+			}
+		}
+		fmt.Fprintf(w, "%s_nopf:\n", k.name)
+	}
 	for i := 0; i < nacc; i++ {
 		if k.isa == "avx512" {
 			p("VPXORD %s, %s, %s", k.reg(i), k.reg(i), k.reg(i))
