@@ -82,7 +82,7 @@ func newMSDeformAttn(p *nn.Params, dim, heads, levels, points int) *msDeformAttn
 // No value position is padding at batch 1, so key_padding_mask is not
 // taken.
 func (m *msDeformAttn) forward(g *nn.Graph, query, value, ref *nn.Node, shapes [][2]int, starts []int) *nn.Node {
-	return m.forwardDump(g, query, value, ref, shapes, starts, nil, "")
+	return m.forwardDump(g, query, value, ref, shapes, starts, nil, "", nil)
 }
 
 // forwardDump is forward that, with dump not nil, also keeps the internals
@@ -90,8 +90,10 @@ func (m *msDeformAttn) forward(g *nn.Graph, query, value, ref *nn.Node, shapes [
 // "_sampling_locations" (Nq, heads, levels, points, 2),
 // "_attention_weights" (Nq, heads, levels, points, after the softmax) and
 // "_core" (Nq, dim, before output_proj): the golden files'
-// enc0_deform_* and dec0_deform_*.
-func (m *msDeformAttn) forwardDump(g *nn.Graph, query, value, ref *nn.Node, shapes [][2]int, starts []int, dump map[string]*nn.Node, prefix string) *nn.Node {
+// enc0_deform_* and dec0_deform_*. With res not nil it returns res plus
+// the attention, the residual summed with output_proj's bias before the
+// product (Graph.LinearResidual).
+func (m *msDeformAttn) forwardDump(g *nn.Graph, query, value, ref *nn.Node, shapes [][2]int, starts []int, dump map[string]*nn.Node, prefix string, res *nn.Node) *nn.Node {
 	if g.Err() != nil {
 		return nil
 	}
@@ -112,7 +114,12 @@ func (m *msDeformAttn) forwardDump(g *nn.Graph, query, value, ref *nn.Node, shap
 		v = m.valueProj.forward(g, value)                                   // (S, dim)
 		core = g.MSDeformAttn(v, loc, w, shapes, starts, m.heads, m.points) // (Nq, dim)
 	}
-	out := m.outputProj.forward(g, core) // (Nq, dim)
+	var out *nn.Node // (Nq, dim)
+	if res != nil {
+		out = m.outputProj.residual(g, core, res)
+	} else {
+		out = m.outputProj.forward(g, core)
+	}
 	if dump != nil {
 		for name, n := range map[string]*nn.Node{"_value": v, "_sampling_locations": loc, "_attention_weights": w, "_core": core} {
 			if n != nil {

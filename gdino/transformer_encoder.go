@@ -44,9 +44,10 @@ func newDeformableTransformerEncoderLayer(p *nn.Params, cfg Config) *deformableT
 // both (S, d); with dump not nil the attention's internals are kept under
 // prefix (msDeformAttn.forwardDump).
 func (l *deformableTransformerEncoderLayer) forward(g *nn.Graph, src, pos, ref *nn.Node, shapes [][2]int, starts []int, dump map[string]*nn.Node, prefix string) (sa, out *nn.Node) {
-	attn := l.selfAttn.forwardDump(g, g.Add(src, pos), src, ref, shapes, starts, dump, prefix) // (S, d)
-	sa = l.norm1.forward(g, g.Add(src, attn))                                                  // (S, d)
-	out = l.norm2.forward(g, ffnResidual(g, sa, l.linear1, l.linear2))                         // (S, d)
+	// src + attention: the residual summed in output_proj's product
+	sum := l.selfAttn.forwardDump(g, g.Add(src, pos), src, ref, shapes, starts, dump, prefix, src) // (S, d)
+	sa = l.norm1.forward(g, sum)                                                                   // (S, d)
+	out = l.norm2.forward(g, ffnResidual(g, sa, l.linear1, l.linear2))                             // (S, d)
 	return sa, out
 }
 
