@@ -45,9 +45,9 @@ func newDeformableTransformerEncoderLayer(p *nn.Params, cfg Config) *deformableT
 // prefix (msDeformAttn.forwardDump).
 func (l *deformableTransformerEncoderLayer) forward(g *nn.Graph, src, pos, ref *nn.Node, shapes [][2]int, starts []int, dump map[string]*nn.Node, prefix string) (sa, out *nn.Node) {
 	// src + attention: the residual summed in output_proj's product
-	sum := l.selfAttn.forwardDump(g, g.Add(src, pos), src, ref, shapes, starts, dump, prefix, src) // (S, d)
-	sa = l.norm1.forward(g, sum)                                                                   // (S, d)
-	out = l.norm2.forward(g, ffnResidual(g, sa, l.linear1, l.linear2))                             // (S, d)
+	sum := l.selfAttn.forwardDump(g, addOp(g, src, pos), src, ref, shapes, starts, dump, prefix, src) // (S, d)
+	sa = l.norm1.forward(g, sum)                                                                      // (S, d)
+	out = l.norm2.forward(g, ffnResidual(g, sa, l.linear1, l.linear2))                                // (S, d)
 	return sa, out
 }
 

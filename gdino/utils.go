@@ -39,6 +39,31 @@ func (l linear) forward(g *nn.Graph, x *nn.Node) *nn.Node {
 	return linearOp(g, x, l.weight(g), l.bias(g))
 }
 
+// addOp is Graph.Add of two tensors of the same size, over blocks in
+// parallel when they are large (Graph.Add runs on one goroutine): the
+// encoder's query, src + pos over the 17821 x 256 map.
+func addOp(g *nn.Graph, a, b *nn.Node) *nn.Node {
+	if a == nil || b == nil {
+		return g.Add(a, b)
+	}
+	as := nn.Shape(a)
+	n := prodInts(as)
+	const block = 1 << 14
+	if n != prodInts(nn.Shape(b)) || n < 4*block {
+		return g.Add(a, b)
+	}
+	return g.OpFull("Add", as, func(o []float32, v [][]float32) error {
+		nn.ParallelFor((n+block-1)/block, func(lo, hi int) {
+			x, y, d := v[0][lo*block:min(hi*block, n)], v[1][lo*block:min(hi*block, n)], o[lo*block:min(hi*block, n)]
+			y, d = y[:len(x)], d[:len(x)]
+			for i, xv := range x {
+				d[i] = xv + y[i]
+			}
+		})
+		return nil
+	}, a, b)
+}
+
 // linearManyRows is the number of rows from which linearOp multiplies
 // unpacked with the bias added by the product's kernel; up to it
 // Graph.Linear keeps the weight packed between runs.
