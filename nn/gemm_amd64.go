@@ -144,4 +144,3 @@ func detectCPU() cpuFeatures {
 	f.AVX512F = osZMM && ebx7&(1<<16) != 0
 	return f
 }
-
