@@ -122,7 +122,7 @@ func TestMSDeformAttnGolden(t *testing.T) {
 		pos := param(g, "pos", encGolden(t, "", "lvl_pos_embed_flatten"), s, d)
 		ref := param(g, "ref", encGolden(t, "", "enc_reference_points"), s, cfg.NumLevels, 2)
 		dump := map[string]*nn.Node{}
-		m.forwardDump(g, g.Add(img, pos), img, ref, shapes, starts, dump, "enc0_deform")
+		m.forwardDump(g, g.Add(img, pos), img, ref, shapes, starts, dump, "enc0_deform", nil)
 		encRun(t, g)
 		for _, name := range []string{"value", "sampling_locations", "attention_weights", "core"} {
 			encCheck(t, caption, "enc0_deform_"+name, dump["enc0_deform_"+name])
@@ -149,7 +149,7 @@ func TestMSDeformAttnGolden(t *testing.T) {
 		}
 		ref := g.Param("test.ref", refs, nq, cfg.NumLevels, 4)
 		dump := map[string]*nn.Node{}
-		m.forwardDump(g, g.Add(tgt, qpos), memory, ref, shapes, starts, dump, "dec0_deform")
+		m.forwardDump(g, g.Add(tgt, qpos), memory, ref, shapes, starts, dump, "dec0_deform", nil)
 		encRun(t, g)
 		for _, name := range []string{"sampling_locations", "attention_weights", "core"} {
 			encCheck(t, caption, "dec0_deform_"+name, dump["dec0_deform_"+name])

@@ -125,9 +125,9 @@ func (b *swinBlock) forward(g *nn.Graph, x *nn.Node, h, w int) *nn.Node {
 	// pad, roll, partition, W-MSA, merge, roll back and crop in one op.
 	x = g.SwinWindowAttention(x, b.norm1.Weight.Node(g), b.norm1.Bias.Node(g), b.qkv.Weight.Node(g), b.qkv.Bias.Node(g),
 		b.proj.Weight.Node(g), b.proj.Bias.Node(g), b.table.Node(g), b.norm1.Eps, h, w, b.heads, b.window, b.shift)
-	// x + fc2(GELU(fc1(norm2(x)))): (1, h*w, hidden) -> (1, h*w, C)
-	y := b.fc1.ForwardGELU(g, b.norm2.Forward(g, x))
-	return b.fc2.ForwardResidual(g, y, x)
+	// x + fc2(GELU(fc1(norm2(x)))) over blocks of rows, the (1, h*w,
+	// hidden) values never formed whole
+	return mlpResidual(g, "SwinMLP", b.norm2.Forward(g, x), x, b.fc1, b.fc2, actGELU)
 }
 
 // patchMerging is PatchMerging: 2x2 neighbourhoods concatenated (after

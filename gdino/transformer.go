@@ -259,7 +259,7 @@ func (t *transformer) selectQueries(ctx context.Context, memory, memoryText []fl
 	proposals := make([]float32, s*4)
 	valid := make([]bool, s)
 	proposalsInto(proposals, valid, shapes)
-	outMem := nn.Buffer(s * d)
+	outMem := nn.Scratch(s * d) // overwritten below
 	defer nn.Recycle(outMem)
 	copy(outMem, memory)
 	for r, ok := range valid {
@@ -268,7 +268,7 @@ func (t *transformer) selectQueries(ctx context.Context, memory, memoryText []fl
 		}
 	}
 	// output_memory (S, d) = LN(enc_output(memory))
-	tmp := nn.Buffer(s * d)
+	tmp := nn.Scratch(s * d)
 	applyLinear(t.encOutput, tmp, outMem, s)
 	applyLayerNorm(t.encOutputNorm, outMem, tmp, s)
 	nn.Recycle(tmp)
@@ -276,7 +276,7 @@ func (t *transformer) selectQueries(ctx context.Context, memory, memoryText []fl
 		return nil, err
 	}
 	// scores (S) = max over tokens of output_memory memoryText^T (S, n)
-	logits := nn.Buffer(s * n)
+	logits := nn.Scratch(s * n)
 	defer nn.Recycle(logits)
 	nn.Gemm(false, true, s, n, d, 1, outMem, d, memoryText, d, 0, logits, n)
 	scores := make([]float32, s)

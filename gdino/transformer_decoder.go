@@ -148,8 +148,8 @@ func (l *decoderLayer) forward(g *nn.Graph, nodes *decoderLayerNodes, tgt, memor
 	nodes.AfterCAText = tgt
 	// deformable cross-attention: q = tgt + pos, value = memory; tgt = norm1(tgt + ca)
 	q = g.Add(tgt, pos)
-	ca := l.crossAttn.forward(g, q, memory, refIn, shapes, starts) // (k, d)
-	tgt = kp(l.norm1.Forward(g, g.Add(tgt, ca)))
+	sum := l.crossAttn.forwardDump(g, q, memory, refIn, shapes, starts, nil, "", tgt) // tgt + ca (k, d)
+	tgt = kp(l.norm1.Forward(g, sum))
 	nodes.AfterCAImg = tgt
 	// FFN: tgt = norm3(tgt + linear2(relu(linear1(tgt))))
 	h := linearReLU(g, l.linear1, tgt)                                       // (k, ffn)

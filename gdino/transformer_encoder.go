@@ -44,16 +44,12 @@ func newDeformableTransformerEncoderLayer(p *nn.Params, cfg Config) *deformableT
 // both (S, d); with dump not nil the attention's internals are kept under
 // prefix (msDeformAttn.forwardDump).
 func (l *deformableTransformerEncoderLayer) forward(g *nn.Graph, src, pos, ref *nn.Node, shapes [][2]int, starts []int, dump map[string]*nn.Node, prefix string) (sa, out *nn.Node) {
-	attn := l.selfAttn.forwardDump(g, g.Add(src, pos), src, ref, shapes, starts, dump, prefix) // (S, d)
-	sa = l.norm1.Forward(g, g.Add(src, attn))                                                  // (S, d)
-	out = l.norm2.Forward(g, ffnResidual(g, sa, l.linear1, l.linear2))                         // (S, d)
+	// src + attention: the residual summed in output_proj's product
+	sum := l.selfAttn.forwardDump(g, addOp(g, src, pos), src, ref, shapes, starts, dump, prefix, src) // (S, d)
+	sa = l.norm1.Forward(g, sum)                                                                      // (S, d)
+	out = l.norm2.Forward(g, ffnResidual(g, sa, l.linear1, l.linear2))                                // (S, d)
 	return sa, out
 }
-
-// ffnBlockRows is how many rows one task of ffnResidual handles: their
-// hidden values (ffnBlockRows x 2048 at full size, 2 MiB) stay in the
-// core's cache between the two products.
-const ffnBlockRows = 256
 
 // ffnResidual is forward_ffn before its norm, x + linear2(relu(linear1(x)))
 // for x (rows, d), as one op over blocks of rows, so that the (rows, ffn)
@@ -68,33 +64,7 @@ func ffnResidual(g *nn.Graph, x *nn.Node, linear1, linear2 nn.Linear) *nn.Node {
 	if len(xs) != 2 || xs[1] != in1 || in2 != out1 || out2 != in1 {
 		return g.Errorf("gdino: ffn: input %v for linears %d -> %d -> %d", xs, in1, out1, out2)
 	}
-	rows, d, ffn := xs[0], xs[1], out1
-	pc1, pc2 := new(nn.PackCache), new(nn.PackCache) // the weights' packing, kept between runs
-	return g.OpFull("FFN", xs, func(out []float32, in [][]float32) error {
-		x, w1, b1, w2, b2 := in[0], in[1], in[2], in[3], in[4]
-		p1 := pc1.B(true, d, ffn, w1, d)   // W1^T (d, ffn)
-		p2 := pc2.B(true, ffn, d, w2, ffn) // W2^T (ffn, d)
-		nn.ParallelFor((rows+ffnBlockRows-1)/ffnBlockRows, func(lo, hi int) {
-			hid := nn.Buffer(ffnBlockRows * ffn)
-			defer nn.Recycle(hid)
-			for b := lo; b < hi; b++ {
-				r0, r := b*ffnBlockRows, min(ffnBlockRows, rows-b*ffnBlockRows)
-				h, xb, ob := hid[:r*ffn], x[r0*d:(r0+r)*d], out[r0*d:(r0+r)*d]
-				// h (r, ffn) = relu(x W1^T + b1), the bias and the ReLU
-				// applied by the product's kernel
-				nn.GemmPackedBias(false, r, xb, d, p1, b1, true, h, ffn)
-				// out (r, d) = x + b2 + h W2^T
-				for i := 0; i < r; i++ {
-					o, xr := ob[i*d:(i+1)*d], xb[i*d:(i+1)*d]
-					for c := range o {
-						o[c] = xr[c] + b2[c]
-					}
-				}
-				nn.GemmPacked(false, r, 1, h, ffn, p2, 1, ob, d)
-			}
-		})
-		return nil
-	}, x, linear1.Weight.Node(g), linear1.Bias.Node(g), linear2.Weight.Node(g), linear2.Bias.Node(g))
+	return mlpResidual(g, "FFN", x, x, linear1, linear2, actReLU)
 }
 
 // encoder is TransformerEncoder with its text enhancer and fusion layers.

@@ -35,6 +35,31 @@ func inProj(p *nn.Params, d int) (q, k, v nn.Linear) {
 	return block(0, "[q]"), block(1, "[k]"), block(2, "[v]")
 }
 
+// addOp is Graph.Add of two tensors of the same size, over blocks in
+// parallel when they are large (Graph.Add runs on one goroutine): the
+// encoder's query, src + pos over the 17821 x 256 map.
+func addOp(g *nn.Graph, a, b *nn.Node) *nn.Node {
+	if a == nil || b == nil {
+		return g.Add(a, b)
+	}
+	as := nn.Shape(a)
+	n := prodInts(as)
+	const block = 1 << 14
+	if n != prodInts(nn.Shape(b)) || n < 4*block {
+		return g.Add(a, b)
+	}
+	return g.OpFull("Add", as, func(o []float32, v [][]float32) error {
+		nn.ParallelFor((n+block-1)/block, func(lo, hi int) {
+			x, y, d := v[0][lo*block:min(hi*block, n)], v[1][lo*block:min(hi*block, n)], o[lo*block:min(hi*block, n)]
+			y, d = y[:len(x)], d[:len(x)]
+			for i, xv := range x {
+				d[i] = xv + y[i]
+			}
+		})
+		return nil
+	}, a, b)
+}
+
 // linearReLU is relu(l.Forward(x)) as one op: x (rows, in) -> (rows, out),
 // the bias and the ReLU applied by the product's kernel.
 func linearReLU(g *nn.Graph, l nn.Linear, x *nn.Node) *nn.Node {

@@ -152,6 +152,20 @@ func addRowsGo(dst, a, b []float32) {
 	}
 }
 
+// divMaxGo sets x[i] /= d and returns the largest result (NaNs ignored;
+// -Inf when there is none).
+func divMaxGo(x []float32, d float32) float32 {
+	mx := float32(math.Inf(-1))
+	for i, v := range x {
+		v /= d
+		x[i] = v
+		if v > mx {
+			mx = v
+		}
+	}
+	return mx
+}
+
 // reluGo sets dst[i] = max(src[i], 0) (NaN stays NaN); the builtin max
 // compiles without a branch, which random signs would mispredict.
 func reluGo(dst, src []float32) {

@@ -41,6 +41,9 @@ func layerNormAVX2(dst, x, w, b []float32, eps float32)
 //go:noescape
 func reluAVX2(dst, src []float32)
 
+//go:noescape
+func divMaxAVX2(x []float32, d float32) float32
+
 // Instruction sets of the kernels in fastmath_amd64.s (AVX-512F) and
 // fastmath_avx2_amd64.s (AVX2+FMA: all but tanhUnitRow).
 const (
@@ -197,4 +200,15 @@ func reluISA(isa int, dst, src []float32) {
 		return
 	}
 	reluGo(dst, src)
+}
+
+// divMax sets x[i] /= d and returns the largest result (NaNs ignored; -Inf
+// when there is none).
+func divMax(x []float32, d float32) float32 { return divMaxISA(fastMathISA, x, d) }
+
+func divMaxISA(isa int, x []float32, d float32) float32 {
+	if isa != isaGo && len(x) > 0 {
+		return divMaxAVX2(x, d) // AVX2 is all the AVX-512 builds need here
+	}
+	return divMaxGo(x, d)
 }

@@ -764,3 +764,60 @@ l8_outtail:
 l8_done:
 	VZEROUPPER
 	RET
+
+// func divMaxAVX2(x []float32, d float32) float32
+// x[i] /= d, returning the largest result (NaNs ignored, -Inf for none),
+// as divMaxGo.
+TEXT ·divMaxAVX2(SB), NOSPLIT, $0-36
+	MOVQ         x_base+0(FP), SI
+	MOVQ         x_len+8(FP), CX
+	VBROADCASTSS d+24(FP), Y15
+	VMOVUPS      K_NEGINF, Y0
+	VMOVUPS      K_NEGINF, Y1
+
+dm_loop16:
+	CMPQ    CX, $16
+	JB      dm_loop8
+	VMOVUPS (SI), Y2
+	VMOVUPS 32(SI), Y3
+	VDIVPS  Y15, Y2, Y2
+	VDIVPS  Y15, Y3, Y3
+	VMOVUPS Y2, (SI)
+	VMOVUPS Y3, 32(SI)
+	VMAXPS  Y0, Y2, Y0 // NaN in Y2: Y0 stays
+	VMAXPS  Y1, Y3, Y1
+	ADDQ    $64, SI
+	SUBQ    $16, CX
+	JMP     dm_loop16
+
+dm_loop8:
+	CMPQ    CX, $8
+	JB      dm_tail
+	VMOVUPS (SI), Y2
+	VDIVPS  Y15, Y2, Y2
+	VMOVUPS Y2, (SI)
+	VMAXPS  Y0, Y2, Y0
+	ADDQ    $32, SI
+	SUBQ    $8, CX
+
+dm_tail:
+	TESTQ      CX, CX
+	JZ         dm_done
+	TAILMASK8(Y14)
+	VMASKMOVPS (SI), Y14, Y2
+	VDIVPS     Y15, Y2, Y2
+	VMASKMOVPS Y2, Y14, (SI)
+	VBLENDVPS  Y14, Y2, Y1, Y2 // lanes past the row keep Y1's
+	VMAXPS     Y1, Y2, Y1
+
+dm_done:
+	VMAXPS       Y1, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS       X1, X0, X0
+	VPERMILPS    $0x4e, X0, X1
+	VMAXPS       X1, X0, X0
+	VPERMILPS    $0xb1, X0, X1
+	VMAXSS       X1, X0, X0
+	VZEROUPPER
+	MOVSS        X0, ret+32(FP)
+	RET

@@ -51,3 +51,9 @@ func reluISA(_ int, dst, src []float32) { reluGo(dst, src) }
 func tanhUnitRow(dst, src []float32) { tanhUnitRowGo(dst, src) }
 
 func tanhUnitRowISA(_ int, dst, src []float32) { tanhUnitRowGo(dst, src) }
+
+// divMax sets x[i] /= d and returns the largest result (NaNs ignored; -Inf
+// when there is none).
+func divMax(x []float32, d float32) float32 { return divMaxGo(x, d) }
+
+func divMaxISA(_ int, x []float32, d float32) float32 { return divMaxGo(x, d) }

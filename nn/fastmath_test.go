@@ -278,3 +278,37 @@ func TestTanhUnitRow(t *testing.T) {
 		})
 	}
 }
+
+func TestDivMax(t *testing.T) {
+	rng := rand.New(rand.NewSource(12))
+	nan := float32(math.NaN())
+	for _, isa := range fastMathISAs() {
+		for _, n := range []int{0, 1, 5, 8, 9, 16, 17, 33, 900} {
+			for _, special := range []bool{false, true} {
+				x := attnRand(rng, n, 4)
+				if special && n > 2 {
+					x[0], x[n-1] = nan, float32(math.Inf(-1))
+				}
+				want := append([]float32(nil), x...)
+				wmx := divMaxGo(want, 0.37)
+				got := append(append([]float32(nil), x...), 42)
+				mx := divMaxISA(isa, got[:n], 0.37)
+				if mx != wmx {
+					t.Fatalf("%s n=%d: max %v, want %v", isaName(isa), n, mx, wmx)
+				}
+				for i := range want {
+					if got[i] != want[i] && !(want[i] != want[i] && got[i] != got[i]) {
+						t.Fatalf("%s n=%d: [%d] = %v, want %v", isaName(isa), n, i, got[i], want[i])
+					}
+				}
+				if got[n] != 42 {
+					t.Fatalf("%s n=%d: wrote past the end", isaName(isa), n)
+				}
+			}
+		}
+		// All NaN: no maximum.
+		if mx := divMaxISA(isa, []float32{nan, nan, nan}, 2); !math.IsInf(float64(mx), -1) {
+			t.Errorf("%s: max of NaNs = %v, want -Inf", isaName(isa), mx)
+		}
+	}
+}

@@ -60,10 +60,19 @@ type gemmKernel struct {
 	mc     int // most rows of a packed A block (kept in L2)
 	nc     int // most columns of a packed B block (kept in L3), multiple of nr
 	fn     func(kc int, a, b, c []float32, ldc int, alpha, beta float32)
+	// fnPF, when not nil, is fn prefetching C first when beta is not 0:
+	// for the first depth block of a C the caller filled (it may be far
+	// in memory).
+	fnPF func(kc int, a, b, c []float32, ldc int, alpha, beta float32)
 	// fnEp, when not nil, is fn followed by the epilogue of gemmEpilogue
 	// on the tile: bias[j] added on every row (bias nil: none), then the
 	// ReLU when relu is not 0.
 	fnEp func(kc int, a, b, c []float32, ldc int, alpha, beta float32, bias *float32, relu int)
+	// edge[r] and edgeEp[r], where not nil, are fn and fnEp for the
+	// first r < mr rows of an A panel (the last rows of C): they write
+	// only those rows.
+	edge   []func(kc int, a, b, c []float32, ldc int, alpha, beta float32)
+	edgeEp []func(kc int, a, b, c []float32, ldc int, alpha, beta float32, bias *float32, relu int)
 }
 
 // gemmEpilogue is what a product applies to C after its last depth block,
@@ -137,7 +146,8 @@ type gemmCall struct {
 	mu     sync.Mutex   // guards gen and open
 	gen    uint64       // bumped for every parallel phase; stale helpers see a mismatch
 	open   bool         // helpers may still join
-	active atomic.Int32 // helpers inside the phase
+	active atomic.Int64 // helpers inside the phase
+	waiter waiter       // the caller waiting for active to drop to zero
 }
 
 // gemmScratch is one participant's packed A block and edge tile.
@@ -366,12 +376,17 @@ func gemmWorker() {
 		if !ok {
 			msg = <-gemmQueue
 		}
-		if msg.t != nil {
-			msg.t.help()
-			continue
-		}
-		msg.g.help(msg.gen)
+		msg.run()
 	}
+}
+
+// run helps with the work msg offers.
+func (msg gemmMsg) run() {
+	if msg.t != nil {
+		msg.t.help()
+		return
+	}
+	msg.g.help(msg.gen)
 }
 
 // pollGemmQueue polls gemmQueue for up to gemmSpin, yielding the processor
@@ -405,7 +420,9 @@ func (g *gemmCall) help(gen uint64) {
 	g.active.Add(1)
 	g.mu.Unlock()
 	g.runUnits()
-	g.active.Add(-1)
+	if g.active.Add(-1) == 0 {
+		g.waiter.wake()
+	}
 }
 
 // parallel runs units of a phase on the calling goroutine and on up to
@@ -436,13 +453,8 @@ func (g *gemmCall) parallel(phase, units, threads int) {
 	g.mu.Lock()
 	g.open = false // no helper joins from now on
 	g.mu.Unlock()
-	// Helpers still inside are finishing their last unit: wait by polling
-	// (parking would add a slow wake-up), yielding now and then.
-	for i := 0; g.active.Load() > 0; i++ {
-		if i%64 == 63 {
-			runtime.Gosched()
-		}
-	}
+	// Helpers still inside are finishing their last unit: wait for them.
+	waitFor(&g.active, &g.waiter, false)
 }
 
 // runUnits takes units of the current phase until there are none left.
@@ -525,7 +537,16 @@ func (g *gemmCall) packA(ap []float32, i0, rows int) {
 // packed in order, each overwriting its predecessor's spill.
 func packTransposed(dst []float32, stride int, src []float32, base, ld, rows, kc int) {
 	p0 := 0
-	if hasPackT8 && rows == stride && kc >= 4 {
+	if hasPackT8 && rows == 6 && stride == 6 && kc >= 4 {
+		// The AVX2 kernel's A panels: six rows, no lane to spare.
+		kc4 := kc &^ 3
+		if len(dst) >= kc4*6 {
+			_ = src[base+5*ld+kc-1] // every row read is in bounds
+			offs := [6]int{base, base + ld, base + 2*ld, base + 3*ld, base + 4*ld, base + 5*ld}
+			packT6(dst, src, &offs, kc4)
+			p0 = kc4
+		}
+	} else if hasPackT8 && rows == stride && kc >= 4 {
 		kc4 := kc &^ 3
 		last := (rows - 1) / 8 * 8
 		if len(dst) >= (kc4-1)*stride+last+8 {
@@ -586,6 +607,10 @@ func (g *gemmCall) computeUnit(u int, s *gemmScratch) {
 	}
 	g.packA(s.ap, i0, rows)
 	c, ldc := g.c, g.ldc
+	fn := kern.fn
+	if g.pc == 0 && g.betaEff != 0 && kern.fnPF != nil {
+		fn = kern.fnPF
+	}
 	var ep *gemmEpilogue
 	if g.pc+kc == g.k {
 		ep = g.ep // the last depth block
@@ -611,12 +636,26 @@ func (g *gemmCall) computeUnit(u int, s *gemmScratch) {
 			if rs == mr && cols == nr {
 				switch {
 				case ep == nil:
-					kern.fn(kc, apan, bpan, c[i*ldc+j:], ldc, g.alpha, g.betaEff)
+					fn(kc, apan, bpan, c[i*ldc+j:], ldc, g.alpha, g.betaEff)
 				case kern.fnEp != nil:
 					kern.fnEp(kc, apan, bpan, c[i*ldc+j:], ldc, g.alpha, g.betaEff, bias, relu)
 				default:
 					kern.fn(kc, apan, bpan, c[i*ldc+j:], ldc, g.alpha, g.betaEff)
 					ep.apply(c[i*ldc+j:], ldc, mr, nr, j)
+				}
+				continue
+			}
+			if cols == nr && rs < len(kern.edge) && kern.edge[rs] != nil {
+				// The last rows of C, by a kernel of as many rows.
+				cc := c[i*ldc+j : (i+rs-1)*ldc+j+nr]
+				switch {
+				case ep == nil:
+					kern.edge[rs](kc, apan, bpan, cc, ldc, g.alpha, g.betaEff)
+				case kern.edgeEp[rs] != nil:
+					kern.edgeEp[rs](kc, apan, bpan, cc, ldc, g.alpha, g.betaEff, bias, relu)
+				default:
+					kern.edge[rs](kc, apan, bpan, cc, ldc, g.alpha, g.betaEff)
+					ep.apply(cc, ldc, rs, nr, j)
 				}
 				continue
 			}

@@ -24,7 +24,19 @@ func packT8(dst, src []float32, offs *[8]int, kc4, stride int) {
 }
 
 //go:noescape
+func packT6AVX(dst, src []float32, offs *[6]int, kc4 int)
+
+// packT6 sets dst[p*6+q] = src[offs[q]+p] for q < 6, p < kc4 (a multiple
+// of 4), writing nothing past step kc4-1. The caller checks the bounds.
+func packT6(dst, src []float32, offs *[6]int, kc4 int) {
+	packT6AVX(dst, src, offs, kc4)
+}
+
+//go:noescape
 func gemmKernel6x16AVX2(kc int, a, b, c []float32, ldc int, alpha, beta float32)
+
+//go:noescape
+func gemmKernel6x16AVX2PF(kc int, a, b, c []float32, ldc int, alpha, beta float32)
 
 //go:noescape
 func gemmKernel6x16AVX2Ep(kc int, a, b, c []float32, ldc int, alpha, beta float32, bias *float32, relu int)
@@ -32,11 +44,48 @@ func gemmKernel6x16AVX2Ep(kc int, a, b, c []float32, ldc int, alpha, beta float3
 //go:noescape
 func gemmKernel14x32AVX512(kc int, a, b, c []float32, ldc int, alpha, beta float32)
 
-// gemmAVX2 is the 6x16 AVX2+FMA micro-kernel (12 ymm accumulators).
+//go:noescape
+func gemmKernel1x16AVX2(kc int, a, b, c []float32, ldc int, alpha, beta float32)
+
+//go:noescape
+func gemmKernel2x16AVX2(kc int, a, b, c []float32, ldc int, alpha, beta float32)
+
+//go:noescape
+func gemmKernel3x16AVX2(kc int, a, b, c []float32, ldc int, alpha, beta float32)
+
+//go:noescape
+func gemmKernel4x16AVX2(kc int, a, b, c []float32, ldc int, alpha, beta float32)
+
+//go:noescape
+func gemmKernel5x16AVX2(kc int, a, b, c []float32, ldc int, alpha, beta float32)
+
+//go:noescape
+func gemmKernel1x16AVX2Ep(kc int, a, b, c []float32, ldc int, alpha, beta float32, bias *float32, relu int)
+
+//go:noescape
+func gemmKernel2x16AVX2Ep(kc int, a, b, c []float32, ldc int, alpha, beta float32, bias *float32, relu int)
+
+//go:noescape
+func gemmKernel3x16AVX2Ep(kc int, a, b, c []float32, ldc int, alpha, beta float32, bias *float32, relu int)
+
+//go:noescape
+func gemmKernel4x16AVX2Ep(kc int, a, b, c []float32, ldc int, alpha, beta float32, bias *float32, relu int)
+
+//go:noescape
+func gemmKernel5x16AVX2Ep(kc int, a, b, c []float32, ldc int, alpha, beta float32, bias *float32, relu int)
+
+// gemmAVX2 is the 6x16 AVX2+FMA micro-kernel (12 ymm accumulators), with
+// kernels of 1 to 5 rows for the last rows of C.
 var gemmAVX2 = &gemmKernel{
 	name: "avx2-6x16", mr: 6, nr: 16,
 	kc: 512, mc: 144, nc: 3072,
-	fn: gemmKernel6x16AVX2, fnEp: gemmKernel6x16AVX2Ep,
+	fn: gemmKernel6x16AVX2, fnPF: gemmKernel6x16AVX2PF, fnEp: gemmKernel6x16AVX2Ep,
+	edge: []func(kc int, a, b, c []float32, ldc int, alpha, beta float32){
+		nil, gemmKernel1x16AVX2, gemmKernel2x16AVX2, gemmKernel3x16AVX2, gemmKernel4x16AVX2, gemmKernel5x16AVX2,
+	},
+	edgeEp: []func(kc int, a, b, c []float32, ldc int, alpha, beta float32, bias *float32, relu int){
+		nil, gemmKernel1x16AVX2Ep, gemmKernel2x16AVX2Ep, gemmKernel3x16AVX2Ep, gemmKernel4x16AVX2Ep, gemmKernel5x16AVX2Ep,
+	},
 }
 
 // gemmAVX512 is the 14x32 AVX-512F micro-kernel (28 zmm accumulators).

@@ -29,6 +29,23 @@ type kernel struct {
 	mr   int    // rows of the tile (broadcast A values)
 	nv   int    // vectors per row; NR = nv * lanes
 	ep   bool   // takes an epilogue: C = relu?(alpha*A*B + beta*C + bias)
+	// pfC: when beta is not 0, prefetch the C tile before the loop, so
+	// that the epilogue does not wait for it: for the first depth block
+	// of a C the caller filled (a residual), which may be far in memory.
+	// With beta 0 C is only written, and for later depth blocks it is
+	// in cache: there fetching it early costs more than it saves.
+	pfC bool
+	// stride is the floats per step of the A panel when it holds more
+	// rows than the kernel computes (an edge kernel); 0: mr.
+	stride int
+}
+
+// aStride is the floats per step of the kernel's A panel.
+func (k kernel) aStride() int {
+	if k.stride != 0 {
+		return k.stride
+	}
+	return k.mr
 }
 
 func (k kernel) lanes() int {
@@ -47,8 +64,19 @@ func (k kernel) reg(i int) string {
 
 var kernels = []kernel{
 	{name: "gemmKernel6x16AVX2", isa: "avx2", mr: 6, nv: 2},
+	{name: "gemmKernel6x16AVX2PF", isa: "avx2", mr: 6, nv: 2, pfC: true},
 	{name: "gemmKernel6x16AVX2Ep", isa: "avx2", mr: 6, nv: 2, ep: true},
 	{name: "gemmKernel14x32AVX512", isa: "avx512", mr: 14, nv: 2},
+}
+
+// The AVX2 kernel's edge kernels: rows 1 to 5 of a 6-row A panel (the
+// panel's stride stays 6), for the last rows of C.
+func init() {
+	for mr := 1; mr < 6; mr++ {
+		kernels = append(kernels,
+			kernel{name: fmt.Sprintf("gemmKernel%dx16AVX2", mr), isa: "avx2", mr: mr, nv: 2, stride: 6},
+			kernel{name: fmt.Sprintf("gemmKernel%dx16AVX2Ep", mr), isa: "avx2", mr: mr, nv: 2, stride: 6, ep: true})
+	}
 }
 
 const unroll = 4
@@ -60,6 +88,7 @@ func main() {
 	fmt.Fprintf(&w, "#include \"textflag.h\"\n\n")
 	cpuid(&w)
 	packT8(&w)
+	packT6(&w)
 	for _, k := range kernels {
 		gen(&w, k)
 	}
@@ -132,6 +161,67 @@ packT8AVX_done:
 `)
 }
 
+// packT6 transposes 6 rows into interleaved steps, the AVX2 kernel's A
+// micro-panels: for p < kc4 (a multiple of 4), dst[p*6+q] = src[offs[q]+p]
+// for q < 6, four steps (24 floats) per iteration: a 4x4 transpose of rows
+// 0-3 and an interleave of rows 4-5, stored as 16- and 8-byte pieces, with
+// no write past step kc4-1.
+func packT6(w *bytes.Buffer) {
+	w.WriteString(`// func packT6AVX(dst, src []float32, offs *[6]int, kc4 int)
+TEXT ·packT6AVX(SB), NOSPLIT, $0-64
+	MOVQ dst_base+0(FP), DI
+	MOVQ src_base+24(FP), SI
+	MOVQ offs+48(FP), R12
+	MOVQ kc4+56(FP), R13
+	MOVQ 0(R12), AX
+	MOVQ 8(R12), BX
+	MOVQ 16(R12), CX
+	MOVQ 24(R12), DX
+	MOVQ 32(R12), R8
+	MOVQ 40(R12), R9
+	SHLQ $2, AX
+	SHLQ $2, BX
+	SHLQ $2, CX
+	SHLQ $2, DX
+	SHLQ $2, R8
+	SHLQ $2, R9
+	SHRQ $2, R13
+	JZ packT6AVX_done
+packT6AVX_loop:
+	VMOVUPS (SI)(AX*1), X0
+	VMOVUPS (SI)(BX*1), X1
+	VMOVUPS (SI)(CX*1), X2
+	VMOVUPS (SI)(DX*1), X3
+	VMOVUPS (SI)(R8*1), X4
+	VMOVUPS (SI)(R9*1), X5
+	VUNPCKLPS X1, X0, X6
+	VUNPCKHPS X1, X0, X7
+	VUNPCKLPS X3, X2, X8
+	VUNPCKHPS X3, X2, X9
+	VMOVLHPS X8, X6, X0
+	VMOVHLPS X6, X8, X1
+	VMOVLHPS X9, X7, X2
+	VMOVHLPS X7, X9, X3
+	VUNPCKLPS X5, X4, X10
+	VUNPCKHPS X5, X4, X11
+	VMOVUPS X0, (DI)
+	VMOVQ X10, 16(DI)
+	VMOVUPS X1, 24(DI)
+	VMOVHPS X10, 40(DI)
+	VMOVUPS X2, 48(DI)
+	VMOVQ X11, 64(DI)
+	VMOVUPS X3, 72(DI)
+	VMOVHPS X11, 88(DI)
+	ADDQ $96, DI
+	ADDQ $16, SI
+	DECQ R13
+	JNZ packT6AVX_loop
+packT6AVX_done:
+	RET
+
+`)
+}
+
 func cpuid(w *bytes.Buffer) {
 	w.WriteString(`// func cpuid(leaf, sub uint32) (eax, ebx, ecx, edx uint32)
 TEXT ·cpuid(SB), NOSPLIT, $0-24
@@ -185,6 +275,22 @@ func gen(w *bytes.Buffer, k kernel) {
 	p("MOVQ kc+0(FP), CX")
 	p("MOVQ a_base+8(FP), SI")
 	p("MOVQ b_base+32(FP), DI")
+	if k.pfC {
+		p("MOVL beta+92(FP), AX")
+		p("SHLL $1, AX")
+		p("JZ %s_nopf", k.name)
+		p("MOVQ c_base+56(FP), R8")
+		p("MOVQ ldc+80(FP), R9")
+		p("SHLQ $2, R9")
+		for i := 0; i < k.mr; i++ {
+			p("PREFETCHT0 (R8)")
+			p("PREFETCHT0 %d(R8)", nr*4-4)
+			if i < k.mr-1 {
+				p("ADDQ R9, R8")
+			}
+		}
+		fmt.Fprintf(w, "%s_nopf:\n", k.name)
+	}
 	for i := 0; i < nacc; i++ {
 		if k.isa == "avx512" {
 			p("VPXORD %s, %s, %s", k.reg(i), k.reg(i), k.reg(i))
@@ -193,7 +299,7 @@ func gen(w *bytes.Buffer, k kernel) {
 		}
 	}
 	step := func(s int) {
-		aoff := s * k.mr * 4
+		aoff := s * k.aStride() * 4
 		boff := s * nr * 4
 		for v := 0; v < k.nv; v++ {
 			p("VMOVUPS %d(DI), %s", boff+v*vb, bReg(v))
@@ -213,7 +319,7 @@ func gen(w *bytes.Buffer, k kernel) {
 	for s := 0; s < unroll; s++ {
 		step(s)
 	}
-	p("ADDQ $%d, SI", unroll*k.mr*4)
+	p("ADDQ $%d, SI", unroll*k.aStride()*4)
 	p("ADDQ $%d, DI", unroll*nr*4)
 	p("DECQ CX")
 	p("JNZ %s_loop", k.name)
@@ -222,7 +328,7 @@ func gen(w *bytes.Buffer, k kernel) {
 	p("JZ %s_done", k.name)
 	fmt.Fprintf(w, "%s_tailloop:\n", k.name)
 	step(0)
-	p("ADDQ $%d, SI", k.mr*4)
+	p("ADDQ $%d, SI", k.aStride()*4)
 	p("ADDQ $%d, DI", nr*4)
 	p("DECQ DX")
 	p("JNZ %s_tailloop", k.name)

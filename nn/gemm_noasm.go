@@ -13,3 +13,6 @@ const hasPackT8 = false
 
 // packT8 is never called on this build (hasPackT8 is false).
 func packT8(dst, src []float32, offs *[8]int, kc4, stride int) {}
+
+// packT6 is never called on this build (hasPackT8 is false).
+func packT6(dst, src []float32, offs *[6]int, kc4 int) {}

@@ -52,6 +52,10 @@ func runGemmCase(t *testing.T, rng *rand.Rand, kern *gemmKernel, threads int, tc
 func runGemmCasePacked(t *testing.T, rng *rand.Rand, kern *gemmKernel, threads int, tc gemmtest.Case, packed bool, ep *gemmEpilogue) {
 	t.Helper()
 	a, lda, b, ldb, c, ldc := tc.Operands(rng)
+	// C is followed by a guard of six rows that must stay untouched.
+	cg := append(c, gemmtest.RandFloats(rng, 6*ldc)...)
+	c, guard := cg[:len(c)], cg[len(c):]
+	guard0 := append([]float32(nil), guard...)
 	want, scale := gemmtest.Ref(tc, a, lda, b, ldb, c, ldc)
 	if ep != nil {
 		if ep.bias != nil {
@@ -81,6 +85,11 @@ func runGemmCasePacked(t *testing.T, rng *rand.Rand, kern *gemmKernel, threads i
 		gemmPre(kern, threads, pb, tc.TransA, tc.TransB, tc.M, tc.N, tc.K, tc.Alpha, a, lda, b, ldb, tc.Beta, c, ldc)
 	default:
 		gemmWith(kern, threads, tc.TransA, tc.TransB, tc.M, tc.N, tc.K, tc.Alpha, a, lda, b, ldb, tc.Beta, c, ldc)
+	}
+	for i := range guard {
+		if guard[i] != guard0[i] {
+			t.Fatalf("%v: wrote past C, at %d of the guard", tc, i)
+		}
 	}
 	if _, err := gemmtest.Check(tc, c, ldc, want, scale, 2e-6*float64(max(tc.K, 1))); err != nil {
 		t.Fatal(err)
@@ -386,6 +395,42 @@ func TestGemmConcurrent(t *testing.T) {
 	for i, j := range jobs {
 		if _, err := gemmtest.Check(tc, j.c, j.ldc, j.want, j.scale, 2e-6*float64(tc.K)); err != nil {
 			t.Fatalf("caller %d: %v", i, err)
+		}
+	}
+}
+
+// TestPackTransposed checks the panel packer (the assembly transposers
+// where there are some) against its definition, for the AVX2 kernel's six
+// rows, eight and sixteen, fewer rows than the stride, and depths with and
+// without a tail of steps, and that it writes nothing past the panel but
+// the spill packTransposed allows.
+func TestPackTransposed(t *testing.T) {
+	rng := rand.New(rand.NewSource(14))
+	for _, c := range []struct{ stride, rows int }{{6, 6}, {6, 4}, {8, 8}, {16, 16}, {16, 13}, {14, 14}} {
+		for _, kc := range []int{1, 3, 4, 7, 8, 33, 512} {
+			const ld, base = 600, 17
+			src := randFloats(rng, base+c.rows*ld+kc)
+			dst := make([]float32, kc*c.stride+8+c.stride)
+			for i := range dst {
+				dst[i] = 42
+			}
+			packTransposed(dst[:kc*c.stride+8], c.stride, src, base, ld, c.rows, kc)
+			for p := 0; p < kc; p++ {
+				for r := 0; r < c.stride; r++ {
+					want := float32(0)
+					if r < c.rows {
+						want = src[base+r*ld+p]
+					}
+					if got := dst[p*c.stride+r]; got != want {
+						t.Fatalf("stride %d rows %d kc %d: step %d row %d = %v, want %v", c.stride, c.rows, kc, p, r, got, want)
+					}
+				}
+			}
+			for i := kc*c.stride + 8; i < len(dst); i++ {
+				if dst[i] != 42 {
+					t.Fatalf("stride %d rows %d kc %d: wrote past the spill at %d", c.stride, c.rows, kc, i)
+				}
+			}
 		}
 	}
 }

@@ -12,12 +12,19 @@ func LinearRows(dst, x []float32, rows, in int, w []float32, out int, b []float3
 }
 
 func linearRows(pc *PackCache, dst, x []float32, rows, in int, w []float32, out int, b []float32) {
-	if b != nil {
-		fillRows(dst[:rows*out], nil, b[:out])
-		linearGemm(pc, dst, x, rows, in, w, out, 1)
+	if b == nil {
+		linearGemm(pc, dst, x, rows, in, w, out, 0)
 		return
 	}
-	linearGemm(pc, dst, x, rows, in, w, out, 0)
+	if pc != nil {
+		if pb := pc.reusedB(true, in, out, w, in); pb != nil {
+			GemmPackedBias(false, rows, x, in, pb, b[:out], false, dst, out)
+			return
+		}
+	}
+	// The bias is added by the product's kernel to each tile as it
+	// leaves it, instead of filled into dst and read back.
+	GemmBias(false, true, rows, out, in, x, in, w, in, b[:out], false, dst, out)
 }
 
 // linearGemm sets dst = x @ w^T + beta*dst, with w's packing from pc when

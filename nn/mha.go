@@ -27,18 +27,9 @@ func MHAInto(out, q, k, v []float32, nq, nk, heads, d int) {
 // the reference does (attn / sqrt(d), then softmax). The exponentials are
 // the package's float32 exp (expShiftSum, relative error below 2e-7).
 func softmaxScaled(row []float32, scale float32) {
-	mx := float32(math.Inf(-1))
-	for i, x := range row {
-		x /= scale
-		row[i] = x
-		if x > mx {
-			mx = x
-		}
-	}
+	mx := divMax(row, scale)
 	inv := 1 / expShiftSum(row, mx)
-	for i, x := range row {
-		row[i] = x * inv
-	}
+	scaleInto(row, row, inv)
 }
 
 // SoftmaxRows replaces each of the len(x)/n rows of n values in x with

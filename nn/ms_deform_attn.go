@@ -45,7 +45,19 @@ func MSDeformAttnInto(dst, value []float32, shapes [][2]int, starts []int, heads
 	if nq == 0 || dim == 0 {
 		return nil
 	}
+	return msDeformAttn(dst, value, shapes, starts, heads, hd, loc, attn, nq, points, true)
+}
+
+// msDeformAttn is MSDeformAttnInto after the checks; fast allows the
+// assembly kernel (deformFastTab).
+func msDeformAttn(dst, value []float32, shapes [][2]int, starts []int, heads, hd int, loc, attn []float32, nq, points int, fast bool) error {
+	levels := len(shapes)
+	dim := heads * hd
 	lp := levels * points
+	if fast && deformFast(shapes, heads, hd, points, len(value)) {
+		msDeformAttnAVX2(dst, value, shapes, starts, heads, hd, loc, attn, nq, points)
+		return nil
+	}
 	ParallelFor((nq+msDeformBlock-1)/msDeformBlock, func(lo, hi int) {
 		// The taps of one query and head: value offsets and weights.
 		off := make([]int, 0, 4*lp)
@@ -173,4 +185,89 @@ func (g *Graph) MSDeformAttn(value, loc, attn *Node, shapes [][2]int, starts []i
 	return g.OpFull("MSDeformAttn", []int{nq, vs[1]}, func(out []float32, in [][]float32) error {
 		return MSDeformAttnInto(out, in[0], shapes, starts, heads, hd, in[1], in[2], nq, points)
 	}, value, loc, attn)
+}
+
+// MSDeformAttnProjInto is MSDeformAttnInto over the value memory W^T + b
+// (value_proj: memory (S, dimIn), W (heads*hd, dimIn), b (heads*hd) or
+// nil) without forming that value. Sampling is linear: each query-head's
+// weighted sum of memory rows (dimIn wide) is projected by its head's rows
+// of W, and the sum of its weights times the bias is added. That is the
+// same sum up to the float32 rounding order, in about nq*heads*(4*levels*
+// points + hd)*dimIn multiply-adds instead of S*heads*hd*dimIn: less work
+// when the queries are few for the map (a decoder's cross-attention).
+func MSDeformAttnProjInto(dst, memory []float32, dimIn int, w, b []float32, shapes [][2]int, starts []int, heads, hd int, loc, attn []float32, nq, points int) error {
+	levels := len(shapes)
+	s, err := msDeformCheck(shapes, starts, heads, hd, points)
+	if err != nil {
+		return err
+	}
+	dim := heads * hd
+	switch {
+	case dimIn <= 0:
+		return fmt.Errorf("nn: ms deform attn: memory width %d", dimIn)
+	case len(memory) < s*dimIn:
+		return fmt.Errorf("nn: ms deform attn: %d memory values for %d x %d", len(memory), s, dimIn)
+	case len(w) < dim*dimIn || b != nil && len(b) < dim:
+		return fmt.Errorf("nn: ms deform attn: projection of %d weights and %d biases for %d x %d", len(w), len(b), dim, dimIn)
+	case len(loc) < nq*heads*levels*points*2 || len(attn) < nq*heads*levels*points:
+		return fmt.Errorf("nn: ms deform attn: %d locations and %d weights for %d queries", len(loc), len(attn), nq)
+	case len(dst) < nq*dim:
+		return fmt.Errorf("nn: ms deform attn: output of %d values for %d x %d", len(dst), nq, dim)
+	}
+	if nq == 0 || dim == 0 {
+		return nil
+	}
+	// gathered (nq, heads, dimIn): each query-head's weighted memory rows;
+	// wsum (nq, heads): the sums of its weights.
+	gathered, wsum := Scratch(nq*heads*dimIn), Scratch(nq*heads)
+	defer Recycle(gathered)
+	defer Recycle(wsum)
+	msDeformGather(gathered, wsum, memory, dimIn, shapes, starts, heads, loc, attn, nq, points)
+	// dst[:, head h] = gathered[:, h, :] W_h^T (+ wsum b_h), head by head.
+	ParallelFor(heads, func(lo, hi int) {
+		for h := lo; h < hi; h++ {
+			Gemm(false, true, nq, hd, dimIn, 1, gathered[h*dimIn:], heads*dimIn, w[h*hd*dimIn:], dimIn, 0, dst[h*hd:], dim)
+			if b == nil {
+				continue
+			}
+			bh := b[h*hd : (h+1)*hd]
+			for q := 0; q < nq; q++ {
+				o, ws := dst[q*dim+h*hd:q*dim+(h+1)*hd], wsum[q*heads+h]
+				for c, v := range bh {
+					o[c] += ws * v
+				}
+			}
+		}
+	})
+	return nil
+}
+
+// msDeformGatherGo is msDeformGather in Go: the taps of bilinearTaps, each
+// adding a whole memory row.
+func msDeformGatherGo(gathered, wsum, memory []float32, dimIn int, shapes [][2]int, starts []int, heads int, loc, attn []float32, nq, points int) {
+	lp := len(shapes) * points
+	ParallelFor((nq+msDeformBlock-1)/msDeformBlock, func(lo, hi int) {
+		off := make([]int, 0, 4*lp)
+		wt := make([]float32, 0, 4*lp)
+		for q := lo * msDeformBlock; q < min(hi*msDeformBlock, nq); q++ {
+			for h := 0; h < heads; h++ {
+				off, wt = off[:0], wt[:0]
+				i := (q*heads + h) * lp
+				for l, sh := range shapes {
+					for p := 0; p < points; p++ {
+						off, wt = bilinearTaps(off, wt, starts[l]*dimIn, sh[0], sh[1], dimIn, loc[2*i], loc[2*i+1], attn[i])
+						i++
+					}
+				}
+				acc := gathered[(q*heads+h)*dimIn : (q*heads+h+1)*dimIn]
+				clear(acc)
+				deformTapsGo(acc, memory, off, wt)
+				var sum float32
+				for _, v := range wt {
+					sum += v
+				}
+				wsum[q*heads+h] = sum
+			}
+		}
+	})
 }

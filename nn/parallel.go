@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // ParallelFor runs fn over [0, n) split into contiguous chunks, on the
@@ -32,13 +33,8 @@ func ParallelFor(n int, fn func(lo, hi int)) {
 		}
 	}
 	t.help()
-	// Chunks taken by helpers are finishing: wait by polling, yielding now
-	// and then (parking would add a slow wake-up).
-	for i := 0; t.left.Load() > 0; i++ {
-		if i%64 == 63 {
-			runtime.Gosched()
-		}
-	}
+	// Chunks taken by helpers are finishing: wait for them.
+	waitFor(&t.left, &t.waiter, true)
 }
 
 // parTask is one ParallelFor call, shared with its helpers. A helper that
@@ -47,6 +43,7 @@ type parTask struct {
 	fn               func(lo, hi int)
 	n, chunk, chunks int
 	next, left       atomic.Int64
+	waiter           waiter
 }
 
 // help runs chunks until none is left.
@@ -58,8 +55,73 @@ func (t *parTask) help() {
 		}
 		lo := c * t.chunk
 		t.fn(lo, min(lo+t.chunk, t.n))
-		t.left.Add(-1)
+		if t.left.Add(-1) == 0 {
+			t.waiter.wake()
+		}
 	}
+}
+
+// waitSpin is how long a caller waiting for its helpers polls before it
+// parks. Polling hands over in well under a microsecond where a parked
+// goroutine can take hundreds to wake on a virtual machine; but a helper
+// whose thread the OS has descheduled (a loaded host) can take
+// milliseconds, which polling would burn: past waitSpin the caller parks
+// and gives the CPU back.
+const waitSpin = 30 * time.Microsecond
+
+// waiter lets one goroutine park until a count reaches zero; the goroutine
+// that brings it to zero calls wake. It is reusable once the wait is over.
+type waiter struct {
+	parked atomic.Bool
+	ch     chan struct{}
+}
+
+// wake releases the waiter if it is parked; call it after bringing the
+// count to zero.
+func (w *waiter) wake() {
+	if w.parked.Load() && w.parked.CompareAndSwap(true, false) {
+		w.ch <- struct{}{}
+	}
+}
+
+// waitFor returns once *count is zero (it only decreases by then),
+// polling for waitSpin, then parking on w. With steal, it takes the
+// helpers' nested work from gemmQueue meanwhile (products run inside their
+// chunks offer phases to idle goroutines).
+func waitFor(count *atomic.Int64, w *waiter, steal bool) {
+	if count.Load() <= 0 {
+		return
+	}
+	var start time.Time
+	for i := 0; ; i++ {
+		if count.Load() <= 0 {
+			return
+		}
+		if steal {
+			select {
+			case msg := <-gemmQueue:
+				msg.run()
+				continue
+			default:
+			}
+		}
+		if i%64 == 63 {
+			if start.IsZero() {
+				start = time.Now()
+			} else if time.Since(start) > waitSpin {
+				break
+			}
+			runtime.Gosched()
+		}
+	}
+	if w.ch == nil {
+		w.ch = make(chan struct{}, 1)
+	}
+	w.parked.Store(true)
+	if count.Load() <= 0 && w.parked.CompareAndSwap(true, false) {
+		return // finished meanwhile; nobody wakes us
+	}
+	<-w.ch
 }
 
 // onWorkers runs work on min(GOMAXPROCS, units) goroutines, the caller's

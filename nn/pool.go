@@ -89,6 +89,16 @@ func (p *bufPool) put(b []float32) {
 // give it back with Recycle when done.
 func Buffer(n int) []float32 { return pool.get(n) }
 
+// Scratch is Buffer without the zeroing: its values are whatever the
+// buffer last held (NaN under PoisonRecycledBuffers), for scratch a kernel
+// overwrites before reading.
+func Scratch(n int) []float32 {
+	if b := pool.take(n); b != nil {
+		return b
+	}
+	return make([]float32, n)
+}
+
 // Recycle gives a buffer (from Buffer, or any buffer no longer used) back
 // to the pool; the caller must not touch it afterwards.
 func Recycle(b []float32) { pool.put(b) }

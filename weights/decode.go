@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"unsafe"
 )
 
 // maxBroadcastElements bounds a tensor whose strides make it larger than
@@ -203,4 +204,17 @@ func decodeEach[T any](dst []T, b []byte, size int, f func([]byte) T) {
 	for i := range len(b) / size {
 		dst[i] = f(b[size*i:])
 	}
+}
+
+// nativeLittleEndian is whether this machine stores a float32's bytes
+// least significant first, as checkpoints do: then a contiguous float32
+// tensor's stored bytes are its values (float32Bytes).
+var nativeLittleEndian = func() bool {
+	x := uint16(1)
+	return *(*byte)(unsafe.Pointer(&x)) == 1
+}()
+
+// float32Bytes is the memory of s as bytes.
+func float32Bytes(s []float32) []byte {
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(s))), 4*len(s))
 }

@@ -6,7 +6,10 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
 // maxMetaValues bounds the values converted for Checkpoint.Meta.
@@ -245,17 +248,48 @@ func (c *Checkpoint) Load(name string) (*Tensor, error) {
 func (c *Checkpoint) Store() (*Store, error) { return c.StoreContext(context.Background()) }
 
 // StoreContext is Store, stopping with ctx's error when ctx is cancelled.
+// The tensors are read by a few goroutines at once (reading from the page
+// cache into fresh memory is bound by the CPU).
 func (c *Checkpoint) StoreContext(ctx context.Context) (*Store, error) {
+	loaded := make([]*Tensor, len(c.names))
+	errs := make([]error, len(c.names))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), 4, len(c.names)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(c.names) {
+					return
+				}
+				if err := ctx.Err(); err != nil {
+					errs[i] = fmt.Errorf("weights: %s: %w", c.path, err)
+					next.Store(int64(len(c.names))) // the others stop too
+					return
+				}
+				loaded[i], errs[i] = c.Load(c.names[i])
+				if errs[i] != nil {
+					next.Store(int64(len(c.names)))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 	tensors := make(map[string]*Tensor, len(c.names))
-	for _, n := range c.names {
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("weights: %s: %w", c.path, err)
+	for i, n := range c.names {
+		if errs[i] != nil {
+			return nil, errs[i]
 		}
-		t, err := c.Load(n)
-		if err != nil {
-			return nil, err
+		if loaded[i] == nil {
+			continue // not reached: an error stopped the loading
 		}
-		tensors[n] = t
+		tensors[n] = loaded[i]
+	}
+	if len(tensors) != len(c.names) {
+		return nil, fmt.Errorf("weights: %s: loading stopped early", c.path)
 	}
 	return New(c.path, tensors), nil
 }

@@ -357,6 +357,18 @@ func (p *pthReader) load(t *pyTensor) (*Tensor, error) {
 		return decodeView(nil, st.dtype, p.bigEndian, t.shape, t.stride)
 	}
 	start := (st.base + t.offset) * es
+	if st.dtype == Float32 && !p.bigEndian && nativeLittleEndian && isContiguous(t.shape, t.stride) {
+		// The stored bytes are the values: read them straight into the
+		// tensor, without a buffer to decode from.
+		if err := p.checkRoot(st.key, start, span*es); err != nil {
+			return nil, err
+		}
+		out := &Tensor{Shape: append([]int{}, t.shape...), Stored: Float32, F32: make([]float32, span)}
+		if err := p.readRootInto(st.key, start, float32Bytes(out.F32)); err != nil {
+			return nil, err
+		}
+		return out, nil
+	}
 	raw, err := p.readRoot(st.key, start, span*es)
 	if err != nil {
 		return nil, err
@@ -366,59 +378,91 @@ func (p *pthReader) load(t *pyTensor) (*Tensor, error) {
 
 // readRoot reads n bytes at byte offset off of the root storage key.
 func (p *pthReader) readRoot(key string, off, n int64) ([]byte, error) {
+	if err := p.checkRoot(key, off, n); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, n)
+	if err := p.readRootInto(key, off, buf); err != nil {
+		return nil, err
+	}
+	return buf, nil
+}
+
+// checkRoot checks, before anything is allocated for them, that n bytes
+// at byte offset off of the root storage key exist: within the storage's
+// record, and for a stored record within the file.
+func (p *pthReader) checkRoot(key string, off, n int64) error {
 	if p.legacy {
 		rec, ok := p.legacyRec[key]
 		if !ok {
-			return nil, fmt.Errorf("%w: storage %q has no data", ErrFormat, key)
+			return fmt.Errorf("%w: storage %q has no data", ErrFormat, key)
 		}
 		es := int64(p.storages[key].elemSize)
 		if off+n > rec.numel*es {
-			return nil, fmt.Errorf("storage %q holds %d bytes, tensor needs %d: storage shorter than its tensor", key, rec.numel*es, off+n)
+			return fmt.Errorf("storage %q holds %d bytes, tensor needs %d: storage shorter than its tensor", key, rec.numel*es, off+n)
 		}
-		buf := make([]byte, n)
-		if _, err := p.f.ReadAt(buf, rec.offset+off); err != nil {
-			return nil, fmt.Errorf("storage %q: %w", key, unexpected(err))
+		if rec.offset+off+n > p.size {
+			return fmt.Errorf("%w: storage %q runs past the end of the file (truncated?)", ErrFormat, key)
 		}
-		return buf, nil
+		return nil
 	}
 	zf, ok := p.records[key]
 	if !ok {
-		return nil, fmt.Errorf("%w: storage %q has no data record", ErrFormat, key)
+		return fmt.Errorf("%w: storage %q has no data record", ErrFormat, key)
 	}
 	if zf.UncompressedSize64 > math.MaxInt64 || off+n > int64(zf.UncompressedSize64) {
-		return nil, fmt.Errorf("storage %q holds %d bytes, tensor needs %d: storage shorter than its tensor", key, zf.UncompressedSize64, off+n)
+		return fmt.Errorf("storage %q holds %d bytes, tensor needs %d: storage shorter than its tensor", key, zf.UncompressedSize64, off+n)
 	}
 	if zf.Method == zip.Store {
 		at, err := zf.DataOffset()
 		if err != nil {
-			return nil, fmt.Errorf("%w: storage %q: %v", ErrFormat, key, err)
+			return fmt.Errorf("%w: storage %q: %v", ErrFormat, key, err)
 		}
 		if at < 0 || at+off+n > p.size {
-			return nil, fmt.Errorf("%w: storage %q runs past the end of the file (truncated?)", ErrFormat, key)
+			return fmt.Errorf("%w: storage %q runs past the end of the file (truncated?)", ErrFormat, key)
 		}
-		buf := make([]byte, n)
-		if _, err := p.f.ReadAt(buf, at+off); err != nil {
-			return nil, fmt.Errorf("storage %q: %w", key, unexpected(err))
-		}
-		return buf, nil
+		return nil
 	}
-	// A compressed record: stream up to the bytes wanted. The output is
-	// bounded by the record's declared size, checked above; a lying size
-	// ends in a read error, not a large allocation beyond the file's worth.
+	// A compressed record: the output is bounded by the record's declared
+	// size, checked above; a lying size ends in a read error, not a large
+	// allocation beyond the file's worth.
 	if n > 64*p.size+(1<<20) {
-		return nil, fmt.Errorf("%w: storage %q claims %d bytes from a %d-byte file", ErrFormat, key, n, p.size)
+		return fmt.Errorf("%w: storage %q claims %d bytes from a %d-byte file", ErrFormat, key, n, p.size)
 	}
+	return nil
+}
+
+// readRootInto fills buf with the bytes at byte offset off of the root
+// storage key, after checkRoot.
+func (p *pthReader) readRootInto(key string, off int64, buf []byte) error {
+	if p.legacy {
+		if _, err := p.f.ReadAt(buf, p.legacyRec[key].offset+off); err != nil {
+			return fmt.Errorf("storage %q: %w", key, unexpected(err))
+		}
+		return nil
+	}
+	zf := p.records[key]
+	if zf.Method == zip.Store {
+		at, err := zf.DataOffset()
+		if err != nil {
+			return fmt.Errorf("%w: storage %q: %v", ErrFormat, key, err)
+		}
+		if _, err := p.f.ReadAt(buf, at+off); err != nil {
+			return fmt.Errorf("storage %q: %w", key, unexpected(err))
+		}
+		return nil
+	}
+	// A compressed record: stream up to the bytes wanted.
 	rc, err := zf.Open()
 	if err != nil {
-		return nil, fmt.Errorf("%w: storage %q: %v", ErrFormat, key, err)
+		return fmt.Errorf("%w: storage %q: %v", ErrFormat, key, err)
 	}
 	defer rc.Close()
 	if _, err := io.CopyN(io.Discard, rc, off); err != nil {
-		return nil, fmt.Errorf("storage %q: %w", key, unexpected(err))
+		return fmt.Errorf("storage %q: %w", key, unexpected(err))
 	}
-	buf := make([]byte, n)
 	if _, err := io.ReadFull(rc, buf); err != nil {
-		return nil, fmt.Errorf("storage %q: %w", key, unexpected(err))
+		return fmt.Errorf("storage %q: %w", key, unexpected(err))
 	}
-	return buf, nil
+	return nil
 }
