@@ -663,8 +663,7 @@ func TestMetrics(t *testing.T) {
 	do(t, "POST", ts.URL+"/api/images/"+id+"/matte", "application/json", strings.NewReader(`{"box": [40, 1, 120, 15]}`))
 	do(t, "GET", ts.URL+"/api/images/ffffffffffffffffffffffffffffffff", "", nil)
 	do(t, "BREW", ts.URL+"/api/images", "", nil)
-	text := metricsText(t, ts.URL)
-	for _, want := range []string{
+	wants := []string{
 		`mam_http_requests_total{code="201",method="POST",route="POST /api/images"} 1`,
 		`mam_http_requests_total{code="200",method="POST",route="POST /api/images/{id}/matte"} 1`,
 		`method="OTHER"`,
@@ -684,10 +683,24 @@ func TestMetrics(t *testing.T) {
 		"mam_cache_bytes ",
 		"go_goroutines ",
 		"process_resident_memory_bytes ",
-	} {
-		if !strings.Contains(text, want) {
-			t.Errorf("metrics lack %q", want)
+	}
+	// A request is counted when its handler returns, which may be after
+	// the client has read the response: look again for a while.
+	var missing []string
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		text := metricsText(t, ts.URL)
+		missing = missing[:0]
+		for _, want := range wants {
+			if !strings.Contains(text, want) {
+				missing = append(missing, want)
+			}
 		}
+		if len(missing) == 0 || time.Now().After(end) {
+			break
+		}
+	}
+	for _, want := range missing {
+		t.Errorf("metrics lack %q", want)
 	}
 }
 
