@@ -390,6 +390,7 @@ func TestCorruptInputIsAnError(t *testing.T) {
 		{"state dict with an int key", zipWith(rawPickle(opEmptyDict, opBinInt1, 1, opNone, opSetItem, opStop), nil), "key"},
 		{"storage shorter than its tensor (declared)", zipWith(tensorPickle("FloatStorage", 4, 0, []int64{2, 3}, []int64{3, 1}), data0), "storage"},
 		{"storage shorter than its tensor (record)", zipWith(tensorPickle("FloatStorage", 8, 0, []int64{8}, []int64{1}), data0), "shorter"},
+		{"huge float32 tensor over a small record", zipWith(tensorPickle("FloatStorage", 1<<28, 0, []int64{1 << 28}, []int64{1}), data0), "shorter"},
 		{"offset past the storage", zipWith(tensorPickle("FloatStorage", 6, 5, []int64{2}, []int64{1}), data0), "storage"},
 		{"negative size", zipWith(tensorPickle("FloatStorage", 6, 0, []int64{-1}, []int64{1}), data0), "size"},
 		{"negative stride", zipWith(tensorPickle("FloatStorage", 6, 5, []int64{2}, []int64{-1}), data0), "stride"},
