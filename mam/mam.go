@@ -165,6 +165,17 @@ type Session struct {
 
 	img    image.Image  // kept for the detector's image side, when there is a detector
 	detImg *gdino.Image // the detector's image side, computed at the first text prompt
+	// lastDet is the last caption's detection, reused when the same
+	// caption comes again with the same thresholds (a text prompt
+	// corrected with points, Detect then Matte).
+	lastDet *cachedDetection
+}
+
+// cachedDetection is a caption's detection with the thresholds it ran at.
+type cachedDetection struct {
+	caption string
+	opts    gdino.PostprocessOptions
+	res     *gdino.Result
 }
 
 // NewSession runs the image encoder on img.

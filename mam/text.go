@@ -47,8 +47,10 @@ func WithThresholds(box, text, nms float32) MatteOption {
 
 // Detect finds the boxes a caption describes in the session's image, after
 // NMS and highest score first (the detector's image side is computed at
-// the first call and kept for the next ones). Only WithThresholds applies
-// among opts.
+// the first call and kept for the next ones; the last caption's result is
+// kept too, and given again for the same caption and thresholds, as a text
+// prompt corrected with points needs). Only WithThresholds applies among
+// opts.
 func (s *Session) Detect(ctx context.Context, caption string, opts ...MatteOption) (*gdino.Result, error) {
 	mc, err := options(opts)
 	if err != nil {
@@ -68,6 +70,9 @@ func (s *Session) detect(ctx context.Context, caption string, mc *matteConfig) (
 	if err := checkThresholds(mc.detect); err != nil {
 		return nil, err
 	}
+	if c := s.lastDet; c != nil && c.caption == caption && c.opts == mc.detect {
+		return cloneResult(c.res), nil
+	}
 	if s.detImg == nil {
 		im, err := d.Encode(ctx, s.img, gdino.Options{})
 		if err != nil {
@@ -79,7 +84,18 @@ func (s *Session) detect(ctx context.Context, caption string, mc *matteConfig) (
 	if err != nil {
 		return nil, fmt.Errorf("mam: %w", err)
 	}
+	s.lastDet = &cachedDetection{caption: caption, opts: mc.detect, res: cloneResult(r)}
 	return r, nil
+}
+
+// cloneResult copies r's slices, so that a caller changing its result
+// does not change the session's copy.
+func cloneResult(r *gdino.Result) *gdino.Result {
+	c := *r
+	c.Detections = slices.Clone(r.Detections)
+	c.All = slices.Clone(r.All)
+	c.Tokens = slices.Clone(r.Tokens)
+	return &c
 }
 
 func checkThresholds(o gdino.PostprocessOptions) error {

@@ -63,7 +63,8 @@ func BenchmarkTextMatteViTB(b *testing.B) {
 }
 
 // BenchmarkTextSecondCaptionViTB is one more caption on a session whose
-// SAM embedding and detector image side are already computed.
+// SAM embedding and detector image side are already computed (the
+// captions alternate, so that each one runs the detector's caption side).
 func BenchmarkTextSecondCaptionViTB(b *testing.B) {
 	m := vitbText(b)
 	s, err := m.NewSession(context.Background(), benchImage())
@@ -75,8 +76,31 @@ func BenchmarkTextSecondCaptionViTB(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
+	captions := []string{"the dog .", "a cat ."}
 	for i := 0; i < b.N; i++ {
-		if _, err := s.Matte(context.Background(), Prompt{Text: "the dog ."}, textOpts...); err != nil {
+		if _, err := s.Matte(context.Background(), Prompt{Text: captions[i%2]}, textOpts...); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkTextCorrectionViTB is a text prompt corrected with a point, on
+// a session that has already matted that caption: the detection is reused,
+// only SAM's decoder, M2M and the refinement run.
+func BenchmarkTextCorrectionViTB(b *testing.B) {
+	m := vitbText(b)
+	s, err := m.NewSession(context.Background(), benchImage())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := s.Matte(context.Background(), Prompt{Text: "the dog ."}, textOpts...); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		p := Prompt{Text: "the dog .", Points: []Point{{X: 500, Y: 400, Label: 1}}}
+		if _, err := s.Matte(context.Background(), p, textOpts...); err != nil {
 			b.Fatal(err)
 		}
 	}

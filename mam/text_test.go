@@ -151,3 +151,62 @@ func TestTextPromptErrors(t *testing.T) {
 		t.Fatalf("a SAM checkpoint as the detector: %v", err)
 	}
 }
+
+// TestDetectReused: the same caption at the same thresholds reuses the
+// session's last detection (a text prompt corrected with points does not
+// run the detector again), as a copy the caller may change; another
+// caption or other thresholds run it.
+func TestDetectReused(t *testing.T) {
+	m := tinyTextModel(t)
+	ctx := context.Background()
+	s, err := m.NewSession(ctx, testutil.Image(t, testutil.Golden("gdino_tiny", "cat_dog_240", "image.png")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := s.Detect(ctx, "cat . dog .")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := cloneResult(first)
+	first.Detections[0].Box[0] = -1e9 // the caller's copy
+	if s.lastDet == nil || s.lastDet.res.Detections[0].Box != want.Detections[0].Box {
+		t.Fatal("the session's detection is not kept apart from the caller's")
+	}
+	cached := s.lastDet.res
+	again, err := s.Detect(ctx, "cat . dog .")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.lastDet.res != cached {
+		t.Fatal("the same caption ran the detector again")
+	}
+	if !slices.Equal(again.Detections, want.Detections) || again.Caption != want.Caption {
+		t.Fatalf("reused detection %v, want %v", again.Detections, want.Detections)
+	}
+	// Other thresholds and another caption run the detector.
+	if _, err := s.Detect(ctx, "cat . dog .", WithThresholds(0.3, 0.25, 0.5)); err != nil {
+		t.Fatal(err)
+	}
+	if s.lastDet.res == cached || s.lastDet.opts.BoxThreshold != 0.3 {
+		t.Fatal("other thresholds reused the last detection")
+	}
+	other, err := s.Detect(ctx, "a sleepy cat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other.Caption == want.Caption {
+		t.Fatalf("another caption gave the last one's result (%q)", other.Caption)
+	}
+	// A fresh session's detection of the same caption is the reused one.
+	s2, err := m.NewSession(ctx, testutil.Image(t, testutil.Golden("gdino_tiny", "cat_dog_240", "image.png")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := s2.Detect(ctx, "cat . dog .")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(fresh.Detections, want.Detections) {
+		t.Fatalf("fresh detection %v, reused %v", fresh.Detections, want.Detections)
+	}
+}
