@@ -162,6 +162,15 @@ func readNPYData(r io.Reader, h *npyHeader, known int64) (*Tensor, error) {
 	if known >= 0 && n > known {
 		return nil, fmt.Errorf("%w: shape %v needs %d bytes of data, %d present (truncated?)", ErrNPY, h.shape, n, known)
 	}
+	if known >= 0 && h.dtype == Float32 && !h.bigEndian && nativeLittleEndian && (!h.fortran || len(h.shape) < 2) {
+		// The stored bytes are the values, in order: read them straight
+		// into the tensor.
+		t := &Tensor{Shape: append([]int{}, h.shape...), Stored: Float32, F32: make([]float32, h.numel)}
+		if _, err := io.ReadFull(r, float32Bytes(t.F32)); err != nil {
+			return nil, fmt.Errorf("%w: data: %v", ErrNPY, unexpected(err))
+		}
+		return t, nil
+	}
 	var raw []byte
 	if known >= 0 {
 		raw = make([]byte, n)
