@@ -3,12 +3,15 @@ package weights
 import (
 	"archive/zip"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -639,5 +642,48 @@ func wantError(t *testing.T, err error, msg string) {
 	t.Logf("error: %v", err)
 	if !strings.Contains(err.Error(), msg) {
 		t.Errorf("error %q does not mention %q", err, msg)
+	}
+}
+
+// TestStoreParallel: the tensors are loaded by several goroutines; every
+// value lands under its name, the first bad tensor in the file's order is
+// the error, and a cancelled context stops the loading.
+func TestStoreParallel(t *testing.T) {
+	const n = 40
+	var f ptFile
+	for i := 0; i < n; i++ {
+		key := fmt.Sprint(i)
+		f.Storages = append(f.Storages, ptStorage{Key: key, Class: "FloatStorage", Numel: 3, Data: f32Bytes(float32(i), float32(i)+0.5, -float32(i))})
+		f.Tensors = append(f.Tensors, ptTensor{Name: fmt.Sprintf("t%02d", i), Storage: key, Shape: []int{3}})
+	}
+	c, err := openBytes(t, f.bytes(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Store()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		got, err := s.Floats(fmt.Sprintf("t%02d", i), 3)
+		if err != nil || !slices.Equal(got, []float32{float32(i), float32(i) + 0.5, -float32(i)}) {
+			t.Fatalf("t%02d = %v (%v)", i, got, err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := c.StoreContext(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled: err = %v", err)
+	}
+	// Tensors 17 and 30 run past their storages: 17 is reported.
+	for _, i := range []int{17, 30} {
+		f.Tensors[i].Shape = []int{4}
+	}
+	c, err = openBytes(t, f.bytes(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Store(); err == nil || !strings.Contains(err.Error(), `"t17"`) {
+		t.Fatalf("err = %v, want one naming t17", err)
 	}
 }
