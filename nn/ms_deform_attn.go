@@ -64,14 +64,7 @@ func msDeformAttn(dst, value []float32, shapes [][2]int, starts []int, heads, hd
 		wt := make([]float32, 0, 4*lp)
 		for q := lo * msDeformBlock; q < min(hi*msDeformBlock, nq); q++ {
 			for h := 0; h < heads; h++ {
-				off, wt = off[:0], wt[:0]
-				i := (q*heads + h) * lp
-				for l, sh := range shapes {
-					for p := 0; p < points; p++ {
-						off, wt = bilinearTaps(off, wt, starts[l]*dim+h*hd, sh[0], sh[1], dim, loc[2*i], loc[2*i+1], attn[i])
-						i++
-					}
-				}
+				off, wt = headTaps(off[:0], wt[:0], shapes, starts, dim, h*hd, loc, attn, (q*heads+h)*lp, points)
 				acc := dst[q*dim+h*hd : q*dim+(h+1)*hd]
 				clear(acc)
 				deformTaps(acc, value, off, wt)
@@ -98,6 +91,20 @@ func msDeformCheck(shapes [][2]int, starts []int, heads, hd, points int) (int, e
 		s += sh[0] * sh[1]
 	}
 	return s, nil
+}
+
+// headTaps appends the taps of one query's head over every level and
+// point (bilinearTaps), its samples at loc[2*i:] and weights at attn[i:]
+// in (level, point) order: level l's position (y, x) is at element
+// (starts[l]+y*W_l+x)*stride + col of the value.
+func headTaps(off []int, wt []float32, shapes [][2]int, starts []int, stride, col int, loc, attn []float32, i, points int) ([]int, []float32) {
+	for l, sh := range shapes {
+		for p := 0; p < points; p++ {
+			off, wt = bilinearTaps(off, wt, starts[l]*stride+col, sh[0], sh[1], stride, loc[2*i], loc[2*i+1], attn[i])
+			i++
+		}
+	}
+	return off, wt
 }
 
 // bilinearTaps appends the taps of the bilinear sample at (x, y) (in [0,
@@ -251,14 +258,7 @@ func msDeformGatherGo(gathered, wsum, memory []float32, dimIn int, shapes [][2]i
 		wt := make([]float32, 0, 4*lp)
 		for q := lo * msDeformBlock; q < min(hi*msDeformBlock, nq); q++ {
 			for h := 0; h < heads; h++ {
-				off, wt = off[:0], wt[:0]
-				i := (q*heads + h) * lp
-				for l, sh := range shapes {
-					for p := 0; p < points; p++ {
-						off, wt = bilinearTaps(off, wt, starts[l]*dimIn, sh[0], sh[1], dimIn, loc[2*i], loc[2*i+1], attn[i])
-						i++
-					}
-				}
+				off, wt = headTaps(off[:0], wt[:0], shapes, starts, dimIn, 0, loc, attn, (q*heads+h)*lp, points)
 				acc := gathered[(q*heads+h)*dimIn : (q*heads+h+1)*dimIn]
 				clear(acc)
 				deformTapsGo(acc, memory, off, wt)
