@@ -256,11 +256,8 @@ func (a *swinAttn) window(sc *swinScratch, wy, wx int, qkv, merged []float32) {
 					mx = max(mx, v)
 				}
 			} else {
-				for j, bj := range b {
-					v := row[j] + bj
-					row[j] = v
-					mx = max(mx, v)
-				}
+				// row + 0 + b: the values of row + b, by the vector kernel
+				mx = relAddMax(row, zeroRow[:], b)
 			}
 			sc.inv[i] = 1 / expShiftSum(row, mx)
 		}
@@ -278,6 +275,10 @@ func (a *swinAttn) window(sc *swinScratch, wy, wx int, qkv, merged []float32) {
 		}
 	}
 }
+
+// zeroRow is relAddMax's single zero row term, for adding a row of biases
+// alone.
+var zeroRow [1]float32
 
 // linearPacked sets dst (rows, n) = x (rows, k) @ op(B) + b on the calling
 // goroutine, with B packed (n outputs, depth k); b may be nil.
