@@ -278,18 +278,14 @@ func (c *Checkpoint) StoreContext(ctx context.Context) (*Store, error) {
 		}()
 	}
 	wg.Wait()
+	// Every index before the first error was taken, so loaded: the first
+	// error in the file's order is the one reported.
 	tensors := make(map[string]*Tensor, len(c.names))
 	for i, n := range c.names {
 		if errs[i] != nil {
 			return nil, errs[i]
 		}
-		if loaded[i] == nil {
-			continue // not reached: an error stopped the loading
-		}
 		tensors[n] = loaded[i]
-	}
-	if len(tensors) != len(c.names) {
-		return nil, fmt.Errorf("weights: %s: loading stopped early", c.path)
 	}
 	return New(c.path, tensors), nil
 }
